@@ -1,0 +1,31 @@
+# Every target installs what it needs first, so a fresh clone works with `make train` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test lint bench compare tensorboard clean
+
+install: $(STAMP)
+
+# Re-install only when pyproject.toml changes. pip (not uv/poetry) so the local torch wheels are used.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: install
+	$(PY) -m project.train_and_test --config configs/cnn.yaml
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check project tests benchmarks
+	$(PY) -m ruff format --check project tests benchmarks
+
+tensorboard: install
+	$(PY) -m tensorboard.main --logdir lightning_logs --host 127.0.0.1
+
+clean:
+	rm -rf lightning_logs data .pytest_cache

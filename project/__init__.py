@@ -1,0 +1,1 @@
+"""A PyTorch Lightning template for image classification. Start with ``make train``; see README.md."""

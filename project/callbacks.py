@@ -1,0 +1,42 @@
+"""Project callbacks for the Lightning Trainer.
+
+PredictionWriter: ``predict`` writes a CSV with one row per image: path, predicted class name and
+the model's probability for it.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+
+
+class PredictionWriter(BasePredictionWriter):
+    def __init__(self, output_file: str | None = None):
+        """
+        Args:
+            output_file: CSV to write; null for predictions.csv in the run's log folder.
+        """
+        super().__init__(write_interval="epoch")
+        self.output_file = output_file
+
+    def write_on_epoch_end(
+        self, trainer: Trainer, pl_module: LightningModule, predictions, batch_indices
+    ) -> None:
+        path = Path(self.output_file or Path(trainer.log_dir or ".") / "predictions.csv")
+        if trainer.world_size > 1:  # each process writes the share of images it predicted
+            path = path.with_name(f"{path.stem}-rank{trainer.global_rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        class_names = trainer.datamodule.class_names
+        with open(path, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["path", "predicted", "probability"])
+            for batch in predictions:
+                for image_path, index, probability in zip(
+                    batch["paths"], batch["predicted"].tolist(), batch["confidence"].tolist(), strict=True
+                ):
+                    writer.writerow([image_path, class_names[index], f"{probability:.6f}"])
+        rank_zero_info(f"predictions written to {path}")

@@ -1,0 +1,139 @@
+"""The LightningModules: what one training, validation, test and predict step does.
+
+``ImageClassifier`` holds everything both models share (loss, accuracy, logging, optimizers); the
+subclasses only say which network to build. The networks are plain nn.Modules (project/models/),
+so project/manual/ trains exactly the same network without Lightning.
+
+Metric names (TensorBoard tags, checkpoint and early-stopping monitors): train/loss, train/acc,
+val/loss, val/acc, test/loss, test/acc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from project.models.cnn import SmallCNN
+from project.optim import OptimizerName, Schedule, build_optimizer, build_scheduler
+
+
+class ImageClassifier(LightningModule):
+    """Cross-entropy classification of ``network``'s logits. Subclass it to choose the network."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int,
+        lr: float = 3e-3,
+        weight_decay: float = 5e-4,
+        optimizer: OptimizerName = "adamw",
+        momentum: float = 0.9,
+        schedule: Schedule = "onecycle",
+        warmup_fraction: float = 0.2,
+        step_epochs: int = 10,
+        gamma: float = 0.1,
+        label_smoothing: float = 0.0,
+    ):
+        """
+        Args:
+            network: the nn.Module that maps images to logits (built by the subclass).
+            num_classes: number of classes; linked from the DataModule by the CLI.
+            lr: peak learning rate (of the head, where the model has a backbone/head split).
+            weight_decay: decoupled weight decay (AdamW) or L2 penalty (SGD).
+            optimizer: adamw or sgd (Nesterov momentum).
+            momentum: SGD momentum.
+            schedule: onecycle, warmup_cosine (both per batch), step (per epoch) or constant.
+            warmup_fraction: share of all steps spent warming up (onecycle, warmup_cosine).
+            step_epochs: epochs between LR drops (schedule: step).
+            gamma: LR multiplier at each drop (schedule: step).
+            label_smoothing: cross-entropy label smoothing.
+        """
+        super().__init__()
+        # Plain values only (no modules), so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        # One metric object per stage: their running counts must never mix.
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # float(): under mixed precision the logits may be bf16/fp16; the loss is taken in fp32.
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.loss(logits, labels)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
+        images, labels = batch
+        logits = self(images)
+        # Lightning averages the per-batch losses weighted by batch size over the epoch.
+        self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=True, sync_dist=True)
+        accuracy(logits, labels)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: tuple[torch.Tensor, Sequence[str]], batch_idx: int) -> dict:
+        images, paths = batch
+        probabilities = self(images).float().softmax(dim=1)
+        confidence, predicted = probabilities.max(dim=1)
+        return {"paths": list(paths), "predicted": predicted.cpu(), "confidence": confidence.cpu()}
+
+    def param_groups(self) -> list[dict]:
+        """Named parameter groups for the optimizer; one group unless a subclass splits them."""
+        return [{"name": "model", "params": list(self.network.parameters()), "lr": self.hparams.lr}]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = build_optimizer(self.param_groups(), hp.optimizer, hp.weight_decay, hp.momentum)
+        scheduler, interval = build_scheduler(
+            optimizer,
+            hp.schedule,
+            total_steps=self.trainer.estimated_stepping_batches,
+            warmup_fraction=hp.warmup_fraction,
+            step_epochs=hp.step_epochs,
+            gamma=hp.gamma,
+        )
+        # name="lr": LearningRateMonitor then logs each group as lr/<group name> (lr/backbone, ...).
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "name": "lr"},
+        }
+
+
+class CNNClassifier(ImageClassifier):
+    """SmallCNN trained from scratch (configs/cnn.yaml)."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: Sequence[int] = (32, 64, 128),
+        dropout: float = 0.1,
+        **kwargs,
+    ):
+        """
+        Args:
+            num_classes: number of classes; linked from the DataModule by the CLI.
+            widths: channels of each conv block (each block halves the resolution).
+            dropout: dropout before the linear head.
+        """
+        super().__init__(SmallCNN(num_classes, widths, dropout), num_classes, **kwargs)
