@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: install
-	$(PY) -m project.train_and_test --config configs/cnn.yaml
+	$(PY) -m project.quickstart --config configs/cnn.yaml
 
 test: install
 	$(PY) -m pytest

@@ -1,0 +1,35 @@
+"""``make train``: fit a config, then test its best checkpoint, and say where everything went.
+
+    python -m project.quickstart --config configs/cnn.yaml [more LightningCLI options]
+
+The same as running ``python -m project fit --config ...`` and then
+``python -m project test --config ... --ckpt_path <best checkpoint>`` by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from project.cli import main
+
+
+def fit_then_test(args: list[str]) -> dict[str, float]:
+    start = time.perf_counter()
+    cli = main(["fit", *args])
+    fit_seconds = time.perf_counter() - start
+    trainer = cli.trainer
+    best = trainer.checkpoint_callback.best_model_path
+    # Test the best epoch's weights (not the last epoch's), read back from the file on disk.
+    results = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True)[0]
+    print()
+    print(f"fit took {fit_seconds:.1f} s (imports excluded) over {trainer.current_epoch} epochs")
+    print(f"best checkpoint:  {best}")
+    print(f"last checkpoint:  {trainer.checkpoint_callback.last_model_path}")
+    print(f"TensorBoard logs: {trainer.log_dir}   (view: tensorboard --logdir lightning_logs)")
+    print(f"test accuracy:    {results['test/acc']:.4f}")
+    return results
+
+
+if __name__ == "__main__":
+    fit_then_test(sys.argv[1:])

@@ -1,0 +1,147 @@
+"""End to end through the real entry point (project.cli.main and ``python -m project``).
+
+One short fit on the bundled digits is shared by the tests below; each then checks what a user
+would look at: checkpoints, TensorBoard events, validate/test/predict from the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from project.cli import main
+
+from .conftest import save_image
+
+REPO = Path(__file__).resolve().parents[1]
+CNN_CONFIG = str(REPO / "configs" / "cnn.yaml")
+
+
+def quick_args(digits_root: Path, log_dir: Path) -> list[str]:
+    """The default config, shortened to a 2-epoch fp32 run whose files all go to ``log_dir``."""
+    return [
+        "--config", CNN_CONFIG,
+        f"--data.root={digits_root}",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+        "--trainer.max_epochs=2",
+        "--trainer.precision=32-true",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fitted(digits_root, tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("logs")
+    args = quick_args(digits_root, log_dir)
+    cli = main(["fit", *args])
+    callback = cli.trainer.checkpoint_callback
+    return {
+        "args": args,
+        "log_dir": Path(cli.trainer.log_dir),
+        "best": Path(callback.best_model_path),
+        "last": Path(callback.last_model_path),
+        "best_score": callback.best_model_score.item(),
+    }
+
+
+@pytest.mark.slow
+def test_fit_writes_best_and_last_checkpoints(fitted):
+    assert fitted["best"].is_file() and fitted["last"].is_file()
+    assert fitted["best"].name.startswith("best-epoch") and fitted["last"].name == "last.ckpt"
+    checkpoint = torch.load(fitted["best"], map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["num_classes"] == 10  # linked from the data
+
+
+@pytest.mark.slow
+def test_fit_logs_tensorboard_scalars(fitted):
+    events = EventAccumulator(str(fitted["log_dir"]))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr/model"):
+        assert tag in tags, tags
+    assert len(events.Scalars("val/acc")) == 2  # one value per epoch
+
+
+@pytest.mark.slow
+def test_validate_from_best_checkpoint_reproduces_val_acc(fitted):
+    cli = main(["validate", *fitted["args"], f"--ckpt_path={fitted['best']}"], run=True)
+    metrics = cli.trainer.callback_metrics
+    assert metrics["val/acc"].item() == pytest.approx(fitted["best_score"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_test_reports_test_acc(fitted):
+    cli = main(["test", *fitted["args"], f"--ckpt_path={fitted['best']}"])
+    accuracy = cli.trainer.callback_metrics["test/acc"].item()
+    assert 0.5 < accuracy <= 1.0  # two epochs already learn the digits well
+
+
+@pytest.mark.slow
+def test_predict_writes_one_row_per_image(fitted, digits_root, tmp_path):
+    new_images = tmp_path / "new"
+    for digit in ("3", "7"):  # real digits copied from the data, plus one random image
+        for source in sorted((digits_root / digit).glob("*.png"))[:2]:
+            (new_images / source.name).parent.mkdir(parents=True, exist_ok=True)
+            (new_images / source.name).write_bytes(source.read_bytes())
+    save_image(new_images / "noise.jpg", size=(8, 8))
+    output = tmp_path / "predictions.csv"
+    main(
+        [
+            "predict", *fitted["args"], f"--ckpt_path={fitted['best']}",
+            f"--data.predict_root={new_images}",
+            "--trainer.callbacks+=project.callbacks.PredictionWriter",
+            f"--trainer.callbacks.output_file={output}",
+        ]
+    )  # fmt: skip
+    with open(output) as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 5
+    assert {row["predicted"] for row in rows} <= {str(d) for d in range(10)}
+    assert all(0 < float(row["probability"]) <= 1 for row in rows)
+
+
+@pytest.mark.slow
+def test_print_config_runs_again_as_a_config(digits_root, tmp_path):
+    printed = subprocess.run(
+        [sys.executable, "-m", "project", "fit", *quick_args(digits_root, tmp_path), "--print_config"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    config = tmp_path / "printed.yaml"
+    config.write_text(printed.stdout)
+    assert yaml.safe_load(printed.stdout)["model"]["class_path"] == "project.classifier.CNNClassifier"
+    cli = main(["fit", "--config", str(config), "--trainer.fast_dev_run=true"])
+    assert cli.model.hparams.num_classes == 10 and cli.trainer.global_step == 1
+
+
+@pytest.mark.slow
+def test_fast_dev_run_preset_stacks(digits_root, tmp_path):
+    preset = str(REPO / "configs" / "presets" / "fast_dev_run.yaml")
+    cli = main(["fit", *quick_args(digits_root, tmp_path), "--config", preset])
+    assert cli.trainer.fast_dev_run and cli.trainer.global_step == 1
+
+
+def test_missing_data_path_is_a_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "project", "fit", "--config", CNN_CONFIG,
+         f"--data.root={tmp_path / 'no_such_folder'}"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"error: data folder not found: {tmp_path / 'no_such_folder'}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_subcommands():
+    result = subprocess.run(
+        [sys.executable, "-m", "project", "--help"], capture_output=True, text=True, check=True
+    )
+    for subcommand in ("fit", "validate", "test", "predict"):
+        assert subcommand in result.stdout
