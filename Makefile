@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint bench compare tensorboard clean
+.PHONY: install train test lint transfer bench compare tensorboard clean
 
 install: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 train: install
 	$(PY) -m project.quickstart --config configs/cnn.yaml
+
+transfer: install
+	$(PY) -m project.transfer_demo
 
 test: install
 	$(PY) -m pytest

@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from project.models.cnn import SmallCNN
+from project.models.resnet import ResNetTransfer
 from project.optim import OptimizerName, Schedule, build_optimizer, build_scheduler
 
 
@@ -137,3 +138,64 @@ class CNNClassifier(ImageClassifier):
             dropout: dropout before the linear head.
         """
         super().__init__(SmallCNN(num_classes, widths, dropout), num_classes, **kwargs)
+
+
+class ResNetClassifier(ImageClassifier):
+    """ResNet18 transfer learning (configs/resnet18.yaml): frozen backbone first, then fine-tuning.
+
+    The optimizer always holds two named groups, ``backbone`` (lr x backbone_lr_ratio) and ``head``
+    (lr). While the backbone is frozen its parameters have no gradients, so the optimizer skips
+    them; unfreezing only flips ``requires_grad``. The group count never changes, which is why
+    resuming before or after the unfreeze works (Lightning issue #6891 cannot happen).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        weights: str | None = "IMAGENET1K_V1",
+        freeze_backbone_epochs: int | None = 1,
+        backbone_lr_ratio: float = 0.1,
+        train_bn: bool = False,
+        download: bool = True,
+        **kwargs,
+    ):
+        """
+        Args:
+            num_classes: number of classes; linked from the DataModule by the CLI.
+            weights: torchvision weights name, a local .pth/.ckpt file, or null for random init.
+            freeze_backbone_epochs: train only the head for this many epochs, then everything;
+                null keeps the backbone frozen for the whole run, 0 never freezes it.
+            backbone_lr_ratio: backbone learning rate = lr x this ratio (differential LRs).
+            train_bn: let a frozen backbone's BatchNorm layers update their running statistics.
+            download: fetch missing torchvision weights (false: fail at once when offline).
+        """
+        # Built without weights: they are read in setup("fit") only, so testing or predicting
+        # from a checkpoint of this model never needs the (possibly absent) pretrained file.
+        network = ResNetTransfer(num_classes, weights=None, train_bn=train_bn)
+        super().__init__(network, num_classes, **kwargs)
+        network.set_backbone_frozen(self.frozen_at(epoch=0))
+
+    def setup(self, stage: str) -> None:
+        # Runs before the first training step; when resuming, the checkpoint's weights then
+        # replace these, so the pretrained file is still checked but its values not kept.
+        if stage == "fit" and self.hparams.weights not in (None, "none"):
+            self.network.load_backbone(self.hparams.weights, self.hparams.download)
+
+    def frozen_at(self, epoch: int) -> bool:
+        frozen_epochs = self.hparams.freeze_backbone_epochs
+        return frozen_epochs is None or epoch < frozen_epochs
+
+    def on_train_epoch_start(self) -> None:
+        # Decided from the epoch number alone, so a resumed run lands in the same state.
+        frozen = self.frozen_at(self.current_epoch)
+        if frozen != self.network.backbone_frozen:
+            self.network.set_backbone_frozen(frozen)
+            self.print(f"epoch {self.current_epoch}: backbone {'frozen' if frozen else 'unfrozen'}")
+
+    def param_groups(self) -> list[dict]:
+        lr = self.hparams.lr
+        return [
+            {"name": "backbone", "params": list(self.network.backbone.parameters()),
+             "lr": lr * self.hparams.backbone_lr_ratio},
+            {"name": "head", "params": list(self.network.head.parameters()), "lr": lr},
+        ]  # fmt: skip

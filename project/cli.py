@@ -48,6 +48,8 @@ class ImageClassifierCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
+        if self.subcommand is None:  # run=False: no subcommand, nothing is loaded here
+            return
         config = self.config[self.subcommand]
         if config.get("weights_only") is None:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
