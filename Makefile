@@ -24,8 +24,8 @@ test: install
 	$(PY) -m pytest
 
 lint: install
-	$(PY) -m ruff check project tests benchmarks
-	$(PY) -m ruff format --check project tests benchmarks
+	$(PY) -m ruff check project tests
+	$(PY) -m ruff format --check project tests
 
 tensorboard: install
 	$(PY) -m tensorboard.main --logdir lightning_logs --host 127.0.0.1

@@ -1,1 +1,1 @@
-"""A PyTorch Lightning template for image classification. Start with ``make train``; see README.md."""
+"""A PyTorch Lightning template for image classification. Start with ``make train``."""

@@ -36,7 +36,10 @@ class PredictionWriter(BasePredictionWriter):
             writer.writerow(["path", "predicted", "probability"])
             for batch in predictions:
                 for image_path, index, probability in zip(
-                    batch["paths"], batch["predicted"].tolist(), batch["confidence"].tolist(), strict=True
+                    batch["paths"],
+                    batch["predicted"].tolist(),
+                    batch["confidence"].tolist(),
+                    strict=True,
                 ):
                     writer.writerow([image_path, class_names[index], f"{probability:.6f}"])
         rank_zero_info(f"predictions written to {path}")

@@ -70,7 +70,9 @@ class ImageClassifier(LightningModule):
         # float(): under mixed precision the logits may be bf16/fp16; the loss is taken in fp32.
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
@@ -195,7 +197,10 @@ class ResNetClassifier(ImageClassifier):
     def param_groups(self) -> list[dict]:
         lr = self.hparams.lr
         return [
-            {"name": "backbone", "params": list(self.network.backbone.parameters()),
-             "lr": lr * self.hparams.backbone_lr_ratio},
+            {
+                "name": "backbone",
+                "params": list(self.network.backbone.parameters()),
+                "lr": lr * self.hparams.backbone_lr_ratio,
+            },
             {"name": "head", "params": list(self.network.head.parameters()), "lr": lr},
-        ]  # fmt: skip
+        ]

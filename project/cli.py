@@ -1,7 +1,7 @@
 """The command line: LightningCLI for fit / validate / test / predict, configured from YAML.
 
     python -m project fit --config configs/cnn.yaml
-    python -m project test --config configs/cnn.yaml --ckpt_path lightning_logs/cnn/version_0/checkpoints/best.ckpt
+    python -m project test --config configs/cnn.yaml --ckpt_path PATH/TO/best-*.ckpt
     python -m project fit --config configs/cnn.yaml --config configs/presets/fast_dev_run.yaml
     python -m project fit --config configs/cnn.yaml --print_config      # the full resolved config
 
@@ -16,7 +16,7 @@ What it adds to LightningCLI:
 from __future__ import annotations
 
 import sys
-from typing import Literal, Union
+from typing import Literal
 
 import lightning.pytorch as pl
 from lightning.fabric.connector import _PRECISION_INPUT
@@ -33,7 +33,9 @@ from project.precision import resolve_precision
 class Trainer(pl.Trainer):
     """Lightning's Trainer, with ``precision="auto"`` resolved for the machine it runs on."""
 
-    def __init__(self, *args, precision: Union[Literal["auto"], _PRECISION_INPUT] = "auto", **kwargs):  # noqa: UP007
+    def __init__(
+        self, *args, precision: Literal["auto"] | _PRECISION_INPUT = "auto", **kwargs
+    ):  # noqa: UP007
         resolved = resolve_precision(precision, kwargs.get("accelerator", "auto"))
         if precision == "auto":
             rank_zero_info(f"precision: auto -> {resolved}")
@@ -64,7 +66,7 @@ def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
             subclass_mode_model=True,
             trainer_class=Trainer,
             save_config_kwargs={"overwrite": True},
-            # The model builds its own optimizer and schedule (project/optim.py) from plain settings.
+            # The model builds its own optimizer and LR schedule (project/optim.py).
             auto_configure_optimizers=False,
             args=args,
             run=run,

@@ -33,7 +33,9 @@ def build_optimizer(
     if name == "adamw":
         return torch.optim.AdamW(param_groups, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(param_groups, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+        return torch.optim.SGD(
+            param_groups, momentum=momentum, weight_decay=weight_decay, nesterov=True
+        )
     raise ValueError(f"unknown optimizer {name!r}: use adamw or sgd")
 
 
@@ -67,4 +69,6 @@ def build_scheduler(
     if schedule == "constant":
         # A scheduler that changes nothing keeps the code (and the logged lr/<group> tags) uniform.
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0), "epoch"
-    raise ValueError(f"unknown schedule {schedule!r}: use onecycle, warmup_cosine, step or constant")
+    raise ValueError(
+        f"unknown schedule {schedule!r}: use onecycle, warmup_cosine, step or constant"
+    )

@@ -22,7 +22,9 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def resolve_precision(precision: str | int | None, accelerator: object = "auto") -> str | int | None:
+def resolve_precision(
+    precision: str | int | None, accelerator: object = "auto"
+) -> str | int | None:
     """Return the precision Lightning (or the manual loop) should use."""
     if precision != "auto":
         return precision

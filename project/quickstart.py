@@ -21,7 +21,9 @@ def fit_then_test(args: list[str]) -> dict[str, float]:
     trainer = cli.trainer
     best = trainer.checkpoint_callback.best_model_path
     # Test the best epoch's weights (not the last epoch's), read back from the file on disk.
-    results = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True)[0]
+    results = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True)[
+        0
+    ]
     print()
     print(f"fit took {fit_seconds:.1f} s (imports excluded) over {trainer.current_epoch} epochs")
     print(f"best checkpoint:  {best}")

@@ -17,7 +17,9 @@ def digits_root(tmp_path_factory) -> Path:
     return write_digits(tmp_path_factory.mktemp("data") / "digits")
 
 
-def save_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (12, 10), seed: int = 0) -> Path:
+def save_image(
+    path: Path, mode: str = "RGB", size: tuple[int, int] = (12, 10), seed: int = 0
+) -> Path:
     """Write a small random image in ``mode`` to ``path`` (format from the extension)."""
     rng = np.random.default_rng(seed)
     width, height = size

@@ -27,14 +27,15 @@ CNN_CONFIG = str(REPO / "configs" / "cnn.yaml")
 def quick_args(digits_root: Path, log_dir: Path) -> list[str]:
     """The default config, shortened to a 2-epoch fp32 run whose files all go to ``log_dir``."""
     return [
-        "--config", CNN_CONFIG,
+        "--config",
+        CNN_CONFIG,
         f"--data.root={digits_root}",
         f"--trainer.logger.init_args.save_dir={log_dir}",
         "--trainer.max_epochs=2",
         "--trainer.precision=32-true",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +96,14 @@ def test_predict_writes_one_row_per_image(fitted, digits_root, tmp_path):
     output = tmp_path / "predictions.csv"
     main(
         [
-            "predict", *fitted["args"], f"--ckpt_path={fitted['best']}",
+            "predict",
+            *fitted["args"],
+            f"--ckpt_path={fitted['best']}",
             f"--data.predict_root={new_images}",
             "--trainer.callbacks+=project.callbacks.PredictionWriter",
             f"--trainer.callbacks.output_file={output}",
         ]
-    )  # fmt: skip
+    )
     with open(output) as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 5
@@ -111,12 +114,24 @@ def test_predict_writes_one_row_per_image(fitted, digits_root, tmp_path):
 @pytest.mark.slow
 def test_print_config_runs_again_as_a_config(digits_root, tmp_path):
     printed = subprocess.run(
-        [sys.executable, "-m", "project", "fit", *quick_args(digits_root, tmp_path), "--print_config"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "project",
+            "fit",
+            *quick_args(digits_root, tmp_path),
+            "--print_config",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     config = tmp_path / "printed.yaml"
     config.write_text(printed.stdout)
-    assert yaml.safe_load(printed.stdout)["model"]["class_path"] == "project.classifier.CNNClassifier"
+    assert (
+        yaml.safe_load(printed.stdout)["model"]["class_path"] == "project.classifier.CNNClassifier"
+    )
     cli = main(["fit", "--config", str(config), "--trainer.fast_dev_run=true"])
     assert cli.model.hparams.num_classes == 10 and cli.trainer.global_step == 1
 
@@ -130,10 +145,19 @@ def test_fast_dev_run_preset_stacks(digits_root, tmp_path):
 
 def test_missing_data_path_is_a_one_line_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "project", "fit", "--config", CNN_CONFIG,
-         f"--data.root={tmp_path / 'no_such_folder'}"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "project",
+            "fit",
+            "--config",
+            CNN_CONFIG,
+            f"--data.root={tmp_path / 'no_such_folder'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert f"error: data folder not found: {tmp_path / 'no_such_folder'}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -57,7 +57,9 @@ def test_only_training_is_shuffled(digits_root):
 
 def test_cache_gives_the_same_batches(digits_root):
     plain = ImageDataModule(root=str(digits_root), num_workers=0, augmentation="none")
-    cached = ImageDataModule(root=str(digits_root), num_workers=0, augmentation="none", cache_images=True)
+    cached = ImageDataModule(
+        root=str(digits_root), num_workers=0, augmentation="none", cache_images=True
+    )
     for data in (plain, cached):
         data.setup("validate")
     for a, b in zip(plain.val_dataloader(), cached.val_dataloader(), strict=True):
@@ -83,7 +85,9 @@ def test_classes_option_trains_on_a_subset(digits_root):
 
 
 def test_csv_source(digits_root):
-    data = ImageDataModule(root=str(digits_root), csv_file=str(digits_root / "labels.csv"), num_workers=0)
+    data = ImageDataModule(
+        root=str(digits_root), csv_file=str(digits_root / "labels.csv"), num_workers=0
+    )
     assert data.num_classes == 10
     data.setup("fit")
     assert len(data.datasets["train"]) + len(data.datasets["val"]) == 1797 - 359
@@ -91,7 +95,7 @@ def test_csv_source(digits_root):
 
 def test_bad_sources_fail_before_training(tmp_path):
     with pytest.raises(DataError, match="data folder not found"):
-        ImageDataModule(root=str(tmp_path / "missing")).num_classes
+        _ = ImageDataModule(root=str(tmp_path / "missing")).num_classes
     data = ImageDataModule(root=str(make_class_folders(tmp_path / "d", {"a": 3, "b": 3})))
     with pytest.raises(DataError, match="predict_root"):
         data.setup("predict")

@@ -57,7 +57,10 @@ def test_missing_root_and_empty_class_are_clear_errors(tmp_path):
         ("file,label\na.png,x\n", "missing column"),
         ("path,label\n", "no rows"),
         ("path,label\nmissing.png,x\n", "line 2: image file not found"),
-        ("path,label\na/0.png,a\n../outside.png,a\n", "line 3: path '../outside.png' points outside"),
+        (
+            "path,label\na/0.png,a\n../outside.png,a\n",
+            "line 3: path '../outside.png' points outside",
+        ),
         ("path,label\n/etc/passwd,a\n", "line 2: absolute path"),
         ("path,label\na/0.png,\n", "line 2: empty path or label"),
     ],

@@ -13,7 +13,9 @@ from project.data.digits import write_digits
 def test_writes_pngs_in_class_folders_and_a_csv(digits_root):
     pngs = sorted(digits_root.glob("*/*.png"))
     assert len(pngs) == 1797
-    assert sorted(p.name for p in digits_root.iterdir() if p.is_dir()) == [str(d) for d in range(10)]
+    assert sorted(p.name for p in digits_root.iterdir() if p.is_dir()) == [
+        str(d) for d in range(10)
+    ]
     with Image.open(pngs[0]) as image:
         assert image.size == (8, 8) and image.mode == "L"
     with open(digits_root / "labels.csv") as file:

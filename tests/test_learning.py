@@ -13,11 +13,15 @@ from .test_cli import CNN_CONFIG
 def test_default_cnn_config_reaches_98_percent(digits_root, tmp_path):
     cli = main(
         [
-            "fit", "--config", CNN_CONFIG, f"--data.root={digits_root}",
+            "fit",
+            "--config",
+            CNN_CONFIG,
+            f"--data.root={digits_root}",
             f"--trainer.logger.init_args.save_dir={tmp_path}",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
         ]
-    )  # fmt: skip
+    )
     results = cli.trainer.test(
         cli.model, datamodule=cli.datamodule, ckpt_path="best", weights_only=True, verbose=False
     )

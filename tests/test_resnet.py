@@ -22,14 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 def resnet_args(digits_root: Path, log_dir: Path, *extra: str) -> list[str]:
     """configs/resnet18.yaml cut down to a few fp32 batches of 32 px images, random weights."""
     return [
-        "--config", str(REPO / "configs" / "resnet18.yaml"),
-        f"--data.root={digits_root}", "--data.image_size=32", "--data.batch_size=32",
+        "--config",
+        str(REPO / "configs" / "resnet18.yaml"),
+        f"--data.root={digits_root}",
+        "--data.image_size=32",
+        "--data.batch_size=32",
         f"--trainer.logger.init_args.save_dir={log_dir}",
-        "--model.init_args.weights=null", "--trainer.precision=32-true",
-        "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--model.init_args.weights=null",
+        "--trainer.precision=32-true",
+        "--trainer.limit_train_batches=4",
+        "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 def backbone_snapshot(model: ResNetClassifier) -> dict[str, torch.Tensor]:
@@ -82,8 +88,12 @@ def test_local_pth_file_loads_and_wrong_architecture_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_frozen_backbone_is_bit_identical_after_an_epoch(digits_root, tmp_path):
-    args = resnet_args(digits_root, tmp_path, "--model.init_args.freeze_backbone_epochs=null",
-                       "--trainer.max_epochs=1")  # fmt: skip
+    args = resnet_args(
+        digits_root,
+        tmp_path,
+        "--model.init_args.freeze_backbone_epochs=null",
+        "--trainer.max_epochs=1",
+    )
     cli = main(args, run=False)
     model = cli.model
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -99,9 +109,14 @@ def test_frozen_backbone_is_bit_identical_after_an_epoch(digits_root, tmp_path):
 
 @pytest.mark.slow
 def test_unfreeze_gives_named_groups_with_the_lr_ratio_at_every_step(digits_root, tmp_path):
-    args = resnet_args(digits_root, tmp_path, "--model.init_args.freeze_backbone_epochs=1",
-                       "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1",
-                       "--model.init_args.warmup_fraction=0.5")  # fmt: skip
+    args = resnet_args(
+        digits_root,
+        tmp_path,
+        "--model.init_args.freeze_backbone_epochs=1",
+        "--trainer.max_epochs=2",
+        "--trainer.log_every_n_steps=1",
+        "--model.init_args.warmup_fraction=0.5",
+    )
     cli = main(args, run=False)
     before = backbone_snapshot(cli.model)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -126,15 +141,42 @@ def test_unfreeze_gives_named_groups_with_the_lr_ratio_at_every_step(digits_root
 
 @pytest.mark.slow
 def test_resume_across_the_unfreeze_keeps_groups_and_lrs(digits_root, tmp_path):
-    straight = main(["fit", *resnet_args(digits_root, tmp_path / "a",
-                    "--model.init_args.freeze_backbone_epochs=1", "--trainer.max_epochs=2")])  # fmt: skip
-    first = main(["fit", *resnet_args(digits_root, tmp_path / "b",
-                 "--model.init_args.freeze_backbone_epochs=1", "--trainer.max_epochs=1")])  # fmt: skip
+    straight = main(
+        [
+            "fit",
+            *resnet_args(
+                digits_root,
+                tmp_path / "a",
+                "--model.init_args.freeze_backbone_epochs=1",
+                "--trainer.max_epochs=2",
+            ),
+        ]
+    )
+    first = main(
+        [
+            "fit",
+            *resnet_args(
+                digits_root,
+                tmp_path / "b",
+                "--model.init_args.freeze_backbone_epochs=1",
+                "--trainer.max_epochs=1",
+            ),
+        ]
+    )
     last = first.trainer.checkpoint_callback.last_model_path
     assert first.model.network.backbone_frozen  # the checkpoint was taken before the unfreeze
-    resumed = main(["fit", *resnet_args(digits_root, tmp_path / "b",
-                   "--model.init_args.freeze_backbone_epochs=1", "--trainer.max_epochs=2"),
-                   f"--ckpt_path={last}"])  # fmt: skip
+    resumed = main(
+        [
+            "fit",
+            *resnet_args(
+                digits_root,
+                tmp_path / "b",
+                "--model.init_args.freeze_backbone_epochs=1",
+                "--trainer.max_epochs=2",
+            ),
+            f"--ckpt_path={last}",
+        ]
+    )
     assert resumed.trainer.global_step == straight.trainer.global_step == 8
     assert not resumed.model.network.backbone_frozen
     groups = resumed.trainer.optimizers[0].param_groups
@@ -160,8 +202,15 @@ class AutocastRecorder(ResNetClassifier):
 def test_bf16_mixed_runs_the_step_under_autocast(digits_root, tmp_path):
     model = AutocastRecorder(num_classes=10, weights=None, freeze_backbone_epochs=0)
     data = ImageDataModule(root=str(digits_root), image_size=32, batch_size=16, num_workers=0)
-    trainer = Trainer(precision="bf16-mixed", accelerator="cpu", max_steps=2, limit_val_batches=0,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      default_root_dir=tmp_path)  # fmt: skip
+    trainer = Trainer(
+        precision="bf16-mixed",
+        accelerator="cpu",
+        max_steps=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=data)
     assert model.seen == (True, torch.bfloat16)

@@ -1,8 +1,8 @@
 """ResNet18 for transfer learning: a pretrained ``backbone`` and a new linear ``head``.
 
 Weight sources (``weights``):
-  - a torchvision weights name: "IMAGENET1K_V1" (or "ResNet18_Weights.IMAGENET1K_V1", "DEFAULT");
-    read from $TORCH_HOME/hub/checkpoints/<file> (default ~/.cache/torch), downloaded only if absent;
+  - a torchvision weights name: "IMAGENET1K_V1" ("ResNet18_Weights.IMAGENET1K_V1", "DEFAULT");
+    read from $TORCH_HOME/hub/checkpoints/<file> (TORCH_HOME: ~/.cache/torch), else downloaded;
   - a local file: a ``.pth`` state_dict of torchvision's resnet18, or a ``.ckpt`` written by this
     project's ``fit`` (only its backbone is taken; the head is new, for the new classes);
   - null / "none": random initialisation.
@@ -76,9 +76,15 @@ def read_local_weights(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({error})") from error
     if "state_dict" in loaded:  # a Lightning checkpoint of this project
         state = loaded["state_dict"]
-        backbone = {k[len(CHECKPOINT_PREFIX) :]: v for k, v in state.items() if k.startswith(CHECKPOINT_PREFIX)}
+        backbone = {
+            k[len(CHECKPOINT_PREFIX) :]: v
+            for k, v in state.items()
+            if k.startswith(CHECKPOINT_PREFIX)
+        }
         if not backbone:
-            raise WeightsError(f"{path}: checkpoint holds no {CHECKPOINT_PREFIX}* tensors (not a ResNet run?)")
+            raise WeightsError(
+                f"{path}: checkpoint holds no {CHECKPOINT_PREFIX}* tensors (not a ResNet run?)"
+            )
         return backbone
     return loaded
 
@@ -110,13 +116,19 @@ class ResNetTransfer(nn.Module):
             state = read_local_weights(Path(weights))
         else:
             known = ", ".join(ResNet18_Weights.__members__)
-            raise WeightsError(f"weights {weights!r} is neither a file nor a torchvision name ({known})")
+            raise WeightsError(
+                f"weights {weights!r} is neither a file nor a torchvision name ({known})"
+            )
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the old head
         result = self.backbone.load_state_dict(state, strict=False)
         # strict=False only because fc is now an Identity; anything else missing is an error.
-        problems = [k for k in result.missing_keys if not k.startswith("fc.")] + result.unexpected_keys
+        problems = [
+            k for k in result.missing_keys if not k.startswith("fc.")
+        ] + result.unexpected_keys
         if problems:
-            raise WeightsError(f"weights {weights} do not fit ResNet18: mismatched keys {problems[:10]}")
+            raise WeightsError(
+                f"weights {weights} do not fit ResNet18: mismatched keys {problems[:10]}"
+            )
 
     # ------------------------------------------------------------------ freezing
 
