@@ -165,6 +165,12 @@ def test_resume_across_the_unfreeze_keeps_groups_and_lrs(digits_root, tmp_path):
     )
     last = first.trainer.checkpoint_callback.last_model_path
     assert first.model.network.backbone_frozen  # the checkpoint was taken before the unfreeze
+    # A project .ckpt is also a weights source: its backbone goes into a new model, head excluded.
+    transferred = ResNetTransfer(num_classes=3, weights=last)
+    assert torch.equal(
+        transferred.backbone.layer4[1].conv2.weight,
+        first.model.network.backbone.layer4[1].conv2.weight,
+    )
     resumed = main(
         [
             "fit",
