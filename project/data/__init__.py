@@ -1,0 +1,1 @@
+"""Data pipeline: image files -> Dataset -> LightningDataModule (see datamodule.py)."""

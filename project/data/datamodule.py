@@ -1,0 +1,227 @@
+"""ImageDataModule: the one place that turns image files into train/val/test/predict DataLoaders.
+
+Both training loops use it (the Lightning Trainer and the plain loop in project/manual/). Sources:
+
+- ``root`` with class folders ``root/<class>/<image>``: split by ``val_fraction``/``test_fraction``
+  (seeded, stratified), unless ``root`` has explicit ``train/``, ``val/`` (and ``test/``) folders;
+- ``csv_file`` of ``path,label`` rows, paths relative to ``root`` (default: the CSV's folder);
+- ``root: null`` (the default): the bundled digits, written to data/digits on first use.
+
+    python -m project fit --config configs/cnn.yaml --data.root path/to/my/images
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from project.data.datasets import (
+    DataError,
+    ImageDataset,
+    Sample,
+    UnlabeledImageDataset,
+    keep_classes,
+    scan_class_folders,
+    scan_csv,
+)
+from project.data.digits import DIGITS_ROOT, write_digits
+from project.data.splits import stratified_split
+from project.data.transforms import Augmentation, channel_mean_std, eval_transform, train_transform
+
+SPLITS = ("train", "val", "test")
+# Normalization statistics are estimated from at most this many training images.
+MAX_IMAGES_FOR_STATS = 2000
+
+
+def default_num_workers() -> int:
+    """One core stays with the training loop; the rest (at most 4) decode images."""
+    return min(4, max(0, (os.cpu_count() or 1) - 1))
+
+
+class ImageDataModule(LightningDataModule):
+    def __init__(
+        self,
+        root: str | None = None,
+        csv_file: str | None = None,
+        predict_root: str | None = None,
+        classes: list[str] | None = None,
+        image_size: int = 16,
+        augmentation: Augmentation = "digits",
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 42,
+        batch_size: int = 64,
+        num_workers: int | None = None,
+        cache_images: bool = False,
+        pin_memory: bool | None = None,
+    ):
+        """
+        Args:
+            root: image root folder; null for the bundled digits (data/digits).
+            csv_file: optional ``path,label`` CSV; its paths are relative to ``root``.
+            predict_root: folder of unlabelled images for ``predict``.
+            classes: train on these classes only (by name, in this order); null for all.
+            image_size: images are resized to image_size x image_size.
+            augmentation: training augmentation preset: digits, natural or none.
+            mean: per-channel normalization mean; null to measure it on the training images.
+            std: per-channel normalization std; null to measure it on the training images.
+            val_fraction: share of each class held out for validation (when no val/ folder).
+            test_fraction: share of each class held out for testing (when no test/ folder).
+            split_seed: seed of the train/val/test split (independent of the training seed).
+            batch_size: images per batch.
+            num_workers: DataLoader worker processes; null for min(4, CPU cores - 1).
+            cache_images: decode every image once into memory (for datasets that fit in RAM).
+            pin_memory: page-locked batches for faster GPU copies; null for "when CUDA is available".
+        """
+        super().__init__()
+        if (mean is None) != (std is None):
+            raise ValueError("data.mean and data.std must be given together (or both left null)")
+        self.save_hyperparameters()
+        self._samples: dict[str, list[Sample]] | None = None
+        self._class_names: list[str] = []
+        self._mean_std: tuple[list[float], list[float]] | None = None
+        self.datasets: dict[str, torch.utils.data.Dataset] = {}
+
+    # ------------------------------------------------------------------ where the samples come from
+
+    @property
+    def root(self) -> Path:
+        return Path(self.hparams.root) if self.hparams.root is not None else DIGITS_ROOT
+
+    def prepare_data(self) -> None:
+        # Lightning calls this once per machine before setup(): the place to write files.
+        if self.hparams.root is None:
+            write_digits(DIGITS_ROOT)
+
+    def _scan(self) -> None:
+        """Find every sample and the class names (once). Raises DataError for unusable sources."""
+        if self._samples is not None:
+            return
+        self.prepare_data()  # the class count is needed before the Trainer exists (CLI link)
+        hp, root = self.hparams, self.root
+        if hp.csv_file is not None:
+            samples, names = scan_csv(Path(hp.csv_file), root)
+            by_split = {"all": samples}
+        elif (root / "train").is_dir() and (root / "val").is_dir():
+            train, names = scan_class_folders(root / "train")
+            by_split = {"train": train}
+            for split in ("val", "test"):
+                if (root / split).is_dir():
+                    by_split[split] = self._scan_with_classes(root / split, names)
+        else:
+            samples, names = scan_class_folders(root)
+            by_split = {"all": samples}
+        if hp.classes is not None:
+            kept = {s: keep_classes(samples, names, hp.classes) for s, samples in by_split.items()}
+            by_split = {split: samples for split, (samples, _) in kept.items()}
+            names = list(hp.classes)
+        if "all" in by_split:
+            labels = [label for _, label in by_split["all"]]
+            split_indices = stratified_split(
+                labels, hp.val_fraction, hp.test_fraction, hp.split_seed
+            )
+            by_split = {
+                split: [by_split["all"][i] for i in indices]
+                for split, indices in zip(SPLITS, split_indices, strict=True)
+            }
+        self._samples, self._class_names = by_split, names
+
+    @staticmethod
+    def _scan_with_classes(folder: Path, class_names: list[str]) -> list[Sample]:
+        """Samples of a val/ or test/ folder, indexed by the train/ folder's class names."""
+        samples, names = scan_class_folders(folder)
+        extra = sorted(set(names) - set(class_names))
+        if extra:
+            raise DataError(f"{folder}: classes {extra} do not exist in the train/ folder")
+        return [(path, class_names.index(names[label])) for path, label in samples]
+
+    @property
+    def class_names(self) -> list[str]:
+        self._scan()
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ------------------------------------------------------------------ datasets and transforms
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """(mean, std): the configured values, else measured on (up to 2000) training images."""
+        if self.hparams.mean is not None:
+            return list(self.hparams.mean), list(self.hparams.std)
+        if self._mean_std is None:
+            train = self._labeled("train")
+            generator = torch.Generator().manual_seed(self.hparams.split_seed)
+            order = torch.randperm(len(train), generator=generator)[:MAX_IMAGES_FOR_STATS]
+            # Measured at the size the network sees: resizing changes the pixel statistics.
+            resize = v2.Resize((self.hparams.image_size,) * 2, antialias=True)
+            self._mean_std = channel_mean_std(resize(train.read(i)) for i in order.tolist())
+        return self._mean_std
+
+    def _labeled(self, split: str) -> ImageDataset:
+        """The untransformed dataset of one split (decoded into memory if cache_images)."""
+        self._scan()
+        key = f"raw_{split}"
+        if key not in self.datasets:
+            if split not in self._samples:
+                raise DataError(f"{self.root}: no {split}/ folder, so there is no {split} split")
+            dataset = ImageDataset(self._samples[split], self._class_names)
+            self.datasets[key] = dataset.decode_all() if self.hparams.cache_images else dataset
+        return self.datasets[key]
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        mean, std = self.normalization()
+        evaluate = eval_transform(hp.image_size, mean, std)
+        if stage in ("fit", None):
+            train = self._labeled("train")
+            augment = train_transform(hp.image_size, mean, std, hp.augmentation)
+            self.datasets["train"] = train.subset(range(len(train)), augment)
+        if stage in ("fit", "validate", None):
+            val = self._labeled("val")
+            self.datasets["val"] = val.subset(range(len(val)), evaluate)
+        if stage in ("test", None):
+            test = self._labeled("test")
+            self.datasets["test"] = test.subset(range(len(test)), evaluate)
+        if stage == "predict":
+            if hp.predict_root is None:
+                raise DataError("predict needs --data.predict_root FOLDER (images to classify)")
+            self.datasets["predict"] = UnlabeledImageDataset(hp.predict_root, evaluate)
+
+    # ------------------------------------------------------------------ loaders
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        hp = self.hparams
+        workers = default_num_workers() if hp.num_workers is None else hp.num_workers
+        pin = torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset,
+            batch_size=hp.batch_size,
+            shuffle=train,  # only training sees a new order each epoch
+            # A last batch of 1 image breaks BatchNorm in training; evaluation keeps every image.
+            drop_last=train and len(dataset) > hp.batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,  # keep workers (and their caches) between epochs
+            pin_memory=pin,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")

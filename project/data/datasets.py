@@ -1,0 +1,236 @@
+"""The custom image Dataset: a list of (file, label) samples read from class folders or a CSV.
+
+This is the workshop's Dataset exercise written out (not a wrapper of torchvision's ImageFolder):
+
+    dataset = ImageDataset.from_folder("data/digits")          # data/digits/<class>/<image>
+    dataset = ImageDataset.from_csv("data/digits/labels.csv")  # path,label (paths relative to root)
+    image, label = dataset[0]                                  # uint8 3xHxW tensor (or transformed)
+
+Every problem found while building a dataset raises DataError with the file, row or folder in the
+message, before any training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from project.data.images import ImageLoadError, is_image_file, load_image
+
+Sample = tuple[Path, int]  # (image file, class index)
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class DataError(ValueError):
+    """The data source is unusable (missing folder, empty class, bad CSV row, ...)."""
+
+
+# ----------------------------------------------------------------------------- scanning sources
+
+
+def _is_hidden(name: str) -> bool:
+    # ".DS_Store", ".ipynb_checkpoints", "._foo.png" (macOS resource forks) are never data.
+    return name.startswith(".")
+
+
+def find_images(folder: Path) -> list[Path]:
+    """All image files under ``folder`` (any depth), sorted, hidden files and folders skipped.
+
+    Symlinked folders are not followed, so a link that loops or leaves the tree cannot hang the scan.
+    """
+    found = []
+    for directory, subdirectories, files in os.walk(folder, followlinks=False):
+        subdirectories[:] = sorted(d for d in subdirectories if not _is_hidden(d))
+        found.extend(Path(directory) / f for f in files if is_image_file(Path(f)))
+    return sorted(found)
+
+
+def class_folders(root: Path) -> list[str]:
+    """The class names under ``root``: its visible sub-folders, sorted so indices are stable."""
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not _is_hidden(e.name))
+    if not names:
+        raise DataError(f"{root}: no class sub-folders (expected {root}/<class name>/<image files>)")
+    return names
+
+
+def scan_class_folders(root: Path) -> tuple[list[Sample], list[str]]:
+    """Samples from ``root/<class>/**/<image>``; every class folder must hold at least one image."""
+    class_names = class_folders(root)
+    samples: list[Sample] = []
+    for index, name in enumerate(class_names):
+        images = find_images(root / name)
+        if not images:
+            raise DataError(f"{root / name}: class folder holds no image files")
+        samples.extend((path, index) for path in images)
+    return samples, class_names
+
+
+def read_csv_labels(csv_file: Path) -> list[tuple[int, str, str]]:
+    """The rows of a ``path,label`` CSV as (line number, path, label), checked for shape."""
+    if not csv_file.is_file():
+        raise DataError(f"CSV file not found: {csv_file}")
+    with open(csv_file, newline="", encoding="utf-8-sig") as file:
+        reader = csv.DictReader(file)
+        missing = {"path", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(
+                f"{csv_file}: missing column(s) {sorted(missing)}; the header must name path,label "
+                f"(found {reader.fieldnames})"
+            )
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            path, label = (row["path"] or "").strip(), (row["label"] or "").strip()
+            if not path or not label:
+                raise DataError(f"{csv_file}, line {line}: empty path or label")
+            rows.append((line, path, label))
+    if not rows:
+        raise DataError(f"{csv_file}: no rows after the header")
+    return rows
+
+
+def resolve_inside(root: Path, relative: str, where: str) -> Path:
+    """``root / relative``, refusing absolute paths and ``..`` escapes out of ``root``."""
+    path = Path(relative)
+    if path.is_absolute():
+        raise DataError(f"{where}: absolute path {relative!r}; paths must be relative to {root}")
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise DataError(f"{where}: path {relative!r} points outside the image root {root}")
+    return root / path
+
+
+def scan_csv(
+    csv_file: Path, root: Path, class_names: Sequence[str] | None = None
+) -> tuple[list[Sample], list[str]]:
+    """Samples from a CSV of ``path,label``; labels are class names, paths relative to ``root``.
+
+    Classes are the sorted distinct labels, unless ``class_names`` fixes them (then any other label
+    is an error).
+    """
+    rows = read_csv_labels(csv_file)
+    if class_names is None:
+        class_names = sorted({label for _, _, label in rows})
+    index_of = {name: i for i, name in enumerate(class_names)}
+    samples: list[Sample] = []
+    for line, relative, label in rows:
+        where = f"{csv_file}, line {line}"
+        if label not in index_of:
+            raise DataError(f"{where}: unknown label {label!r} (classes: {list(class_names)})")
+        path = resolve_inside(root, relative, where)
+        if not path.is_file():
+            raise DataError(f"{where}: image file not found: {path}")
+        samples.append((path, index_of[label]))
+    return samples, list(class_names)
+
+
+def keep_classes(
+    samples: list[Sample], class_names: list[str], keep: Sequence[str]
+) -> tuple[list[Sample], list[str]]:
+    """Only the samples of the classes in ``keep``, re-indexed 0..len(keep)-1 in that order."""
+    unknown = [name for name in keep if name not in class_names]
+    if unknown:
+        raise DataError(f"classes {unknown} are not in the data (found {class_names})")
+    new_index = {class_names.index(name): i for i, name in enumerate(keep)}
+    kept = [(path, new_index[label]) for path, label in samples if label in new_index]
+    return kept, list(keep)
+
+
+# ----------------------------------------------------------------------------- the Dataset
+
+
+class ImageDataset(Dataset):
+    """Labelled images: ``dataset[i]`` is ``(transform(image), class_index)``.
+
+    ``images`` optionally holds every image already decoded (uint8 tensors, in sample order), so
+    each epoch skips PNG/JPEG decoding; ``subset`` shares it between the train/val/test splits.
+    """
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        class_names: list[str],
+        transform: Transform | None = None,
+        images: list[torch.Tensor] | None = None,
+    ):
+        self.samples = samples
+        self.class_names = class_names
+        self.transform = transform
+        self.images = images
+
+    @classmethod
+    def from_folder(cls, root: str | Path, transform: Transform | None = None) -> ImageDataset:
+        samples, class_names = scan_class_folders(Path(root))
+        return cls(samples, class_names, transform)
+
+    @classmethod
+    def from_csv(
+        cls, csv_file: str | Path, root: str | Path | None = None, transform: Transform | None = None
+    ) -> ImageDataset:
+        csv_file = Path(csv_file)
+        samples, class_names = scan_csv(csv_file, Path(root) if root else csv_file.parent)
+        return cls(samples, class_names, transform)
+
+    @property
+    def targets(self) -> list[int]:
+        return [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def read(self, index: int) -> torch.Tensor:
+        """The untransformed uint8 image of sample ``index`` (from memory when decoded already)."""
+        if self.images is not None:
+            return self.images[index]
+        path = self.samples[index][0]
+        try:
+            return load_image(path)
+        except ImageLoadError as error:
+            # Runs inside DataLoader workers too: the index helps find the sample, the path the file.
+            raise ImageLoadError(f"{error} [dataset index {index}]") from error
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.read(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.samples[index][1]
+
+    def decode_all(self) -> ImageDataset:
+        """Decode every image once into memory (for datasets that fit in RAM); returns self."""
+        if self.images is None:
+            self.images = [self.read(i) for i in range(len(self))]
+        return self
+
+    def subset(self, indices: Sequence[int], transform: Transform | None = None) -> ImageDataset:
+        """A new dataset of the samples at ``indices`` with its own transform."""
+        images = [self.images[i] for i in indices] if self.images is not None else None
+        return ImageDataset([self.samples[i] for i in indices], self.class_names, transform, images)
+
+
+class UnlabeledImageDataset(Dataset):
+    """Images to predict on: every image under a folder; ``dataset[i]`` is ``(image, path)``."""
+
+    def __init__(self, root: str | Path, transform: Transform | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"predict folder not found: {root}")
+        self.paths = find_images(root)
+        if not self.paths:
+            raise DataError(f"{root}: no image files to predict on")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        image = load_image(self.paths[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, str(self.paths[index])
