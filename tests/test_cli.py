@@ -132,15 +132,22 @@ def test_print_config_runs_again_as_a_config(digits_root, tmp_path):
     assert (
         yaml.safe_load(printed.stdout)["model"]["class_path"] == "project.classifier.CNNClassifier"
     )
-    cli = main(["fit", "--config", str(config), "--trainer.fast_dev_run=true"])
+    cli = main(
+        ["fit", "--config", str(config), "--trainer.fast_dev_run=true",
+         f"--trainer.default_root_dir={tmp_path}"]
+    )  # fmt: skip
     assert cli.model.hparams.num_classes == 10 and cli.trainer.global_step == 1
 
 
 @pytest.mark.slow
 def test_fast_dev_run_preset_stacks(digits_root, tmp_path):
     preset = str(REPO / "configs" / "presets" / "fast_dev_run.yaml")
-    cli = main(["fit", *quick_args(digits_root, tmp_path), "--config", preset])
+    cli = main(
+        ["fit", *quick_args(digits_root, tmp_path), "--config", preset,
+         f"--trainer.default_root_dir={tmp_path}"]
+    )  # fmt: skip
     assert cli.trainer.fast_dev_run and cli.trainer.global_step == 1
+    assert not (REPO / "checkpoints").exists()  # nothing written outside tmp_path
 
 
 def test_missing_data_path_is_a_one_line_error(tmp_path):
