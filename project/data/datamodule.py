@@ -78,7 +78,7 @@ class ImageDataModule(LightningDataModule):
             batch_size: images per batch.
             num_workers: DataLoader worker processes; null for min(4, CPU cores - 1).
             cache_images: decode every image once into memory (for datasets that fit in RAM).
-            pin_memory: page-locked batches for faster GPU copies; null for "when CUDA is available".
+            pin_memory: page-locked batches for faster GPU copies; null: when CUDA is available.
         """
         super().__init__()
         if (mean is None) != (std is None):

@@ -41,7 +41,7 @@ def _is_hidden(name: str) -> bool:
 def find_images(folder: Path) -> list[Path]:
     """All image files under ``folder`` (any depth), sorted, hidden files and folders skipped.
 
-    Symlinked folders are not followed, so a link that loops or leaves the tree cannot hang the scan.
+    Symlinked folders are not followed: a link that loops or leaves the tree cannot hang the scan.
     """
     found = []
     for directory, subdirectories, files in os.walk(folder, followlinks=False):
@@ -56,7 +56,7 @@ def class_folders(root: Path) -> list[str]:
         raise DataError(f"data folder not found: {root}")
     names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not _is_hidden(e.name))
     if not names:
-        raise DataError(f"{root}: no class sub-folders (expected {root}/<class name>/<image files>)")
+        raise DataError(f"{root}: no class sub-folders (expected {root}/<class>/<image files>)")
     return names
 
 
@@ -172,7 +172,10 @@ class ImageDataset(Dataset):
 
     @classmethod
     def from_csv(
-        cls, csv_file: str | Path, root: str | Path | None = None, transform: Transform | None = None
+        cls,
+        csv_file: str | Path,
+        root: str | Path | None = None,
+        transform: Transform | None = None,
     ) -> ImageDataset:
         csv_file = Path(csv_file)
         samples, class_names = scan_csv(csv_file, Path(root) if root else csv_file.parent)
@@ -193,7 +196,7 @@ class ImageDataset(Dataset):
         try:
             return load_image(path)
         except ImageLoadError as error:
-            # Runs inside DataLoader workers too: the index helps find the sample, the path the file.
+            # Also raised in DataLoader workers: the index finds the sample, the path the file.
             raise ImageLoadError(f"{error} [dataset index {index}]") from error
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

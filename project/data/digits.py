@@ -30,7 +30,7 @@ def write_digits(root: str | Path = DIGITS_ROOT) -> Path:
     """Write the digits under ``root`` unless they are already there; return ``root``.
 
     Safe when several processes race (DDP ranks, parallel tests): each writes into its own temporary
-    folder beside ``root`` and renames it into place. A rename is atomic, so ``root`` is either absent
+    folder beside ``root`` and renames it into place. A rename is atomic: ``root`` is either absent
     or complete; the loser of the race deletes its copy.
     """
     root = Path(root)

@@ -78,7 +78,8 @@ def load_image(path: str | Path) -> torch.Tensor:
     except UnidentifiedImageError as error:
         raise ImageLoadError(f"{path}: not an image file PIL can read") from error
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageLoadError(f"{path}: refused as a possible decompression bomb ({error})") from error
+        message = f"{path}: refused as a possible decompression bomb ({error})"
+        raise ImageLoadError(message) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageLoadError(f"{path}: corrupt or truncated image ({error})") from error
     # HWC uint8 -> CHW uint8; torchvision.transforms.v2 works on this layout directly.
