@@ -176,3 +176,14 @@ def test_help_lists_the_subcommands():
     )
     for subcommand in ("fit", "validate", "test", "predict"):
         assert subcommand in result.stdout
+
+
+@pytest.mark.slow
+def test_best_checkpoint_holds_the_maximum_val_acc(fitted):
+    events = EventAccumulator(str(fitted["log_dir"]))
+    events.Reload()
+    best_logged = max(event.value for event in events.Scalars("val/acc"))
+    assert fitted["best_score"] == pytest.approx(best_logged, abs=1e-7)
+    checkpoint = torch.load(fitted["best"], map_location="cpu", weights_only=True)
+    states = [v for k, v in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert states[0]["best_model_score"].item() == pytest.approx(best_logged, abs=1e-7)
