@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint transfer bench compare tensorboard clean
+.PHONY: install train test lint transfer bench tensorboard clean
 
 install: $(STAMP)
 
@@ -23,9 +23,12 @@ transfer: install
 test: install
 	$(PY) -m pytest
 
+bench: install
+	$(PY) benchmarks/precision_step.py
+
 lint: install
-	$(PY) -m ruff check project tests
-	$(PY) -m ruff format --check project tests
+	$(PY) -m ruff check project tests benchmarks
+	$(PY) -m ruff format --check project tests benchmarks
 
 tensorboard: install
 	$(PY) -m tensorboard.main --logdir lightning_logs --host 127.0.0.1

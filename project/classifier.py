@@ -180,7 +180,7 @@ class ResNetClassifier(ImageClassifier):
     def setup(self, stage: str) -> None:
         # Runs before the first training step; when resuming, the checkpoint's weights then
         # replace these, so the pretrained file is still checked but its values not kept.
-        if stage == "fit" and self.hparams.weights not in (None, "none"):
+        if stage == "fit":
             self.network.load_backbone(self.hparams.weights, self.hparams.download)
 
     def frozen_at(self, epoch: int) -> bool:

@@ -33,7 +33,7 @@ from project.precision import resolve_precision
 class Trainer(pl.Trainer):
     """Lightning's Trainer, with ``precision="auto"`` resolved for the machine it runs on."""
 
-    def __init__(self, *args, precision: Literal["auto"] | _PRECISION_INPUT = "auto", **kwargs):  # noqa: UP007
+    def __init__(self, *args, precision: Literal["auto"] | _PRECISION_INPUT = "auto", **kwargs):
         resolved = resolve_precision(precision, kwargs.get("accelerator", "auto"))
         if precision == "auto":
             rank_zero_info(f"precision: auto -> {resolved}")

@@ -3,7 +3,8 @@
 - CUDA: "bf16-mixed" on GPUs with bfloat16 support (Ampere and newer), else "16-mixed" (float16
   autocast with a GradScaler, so small gradients do not underflow).
 - CPU: "bf16-mixed" only when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX);
-  else "32-true". Without them bfloat16 is emulated and was measured 10-30x slower than float32.
+  else "32-true". Without them bfloat16 is emulated: DEVELOPERS.md reports it 10-30x slower than
+  float32 on an AVX2-only CPU. With AVX512-BF16 it was faster here (benchmarks/precision_step.py).
 - Anything other than "auto" is returned unchanged: an explicit choice always wins.
 
     python -c "from project.precision import resolve_precision; print(resolve_precision('auto'))"

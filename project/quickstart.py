@@ -21,16 +21,15 @@ def fit_then_test(args: list[str]) -> dict[str, float]:
     trainer = cli.trainer
     best = trainer.checkpoint_callback.best_model_path
     # Test the best epoch's weights (not the last epoch's), read back from the file on disk.
-    results = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True)[
-        0
-    ]
+    results = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, weights_only=True)
+    test_acc = results[0]["test/acc"]
     print()
     print(f"fit took {fit_seconds:.1f} s (imports excluded) over {trainer.current_epoch} epochs")
     print(f"best checkpoint:  {best}")
     print(f"last checkpoint:  {trainer.checkpoint_callback.last_model_path}")
     print(f"TensorBoard logs: {trainer.log_dir}   (view: tensorboard --logdir lightning_logs)")
-    print(f"test accuracy:    {results['test/acc']:.4f}")
-    return results
+    print(f"test accuracy:    {test_acc:.4f}")
+    return results[0]
 
 
 if __name__ == "__main__":

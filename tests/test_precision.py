@@ -22,9 +22,9 @@ def test_auto_on_cpu_follows_native_bf16_support(monkeypatch):
 
 
 def test_auto_on_this_machine_matches_its_cpu_flags():
-    flags = open("/proc/cpuinfo").read().split() if not torch.cuda.is_available() else []
     if torch.cuda.is_available():
         pytest.skip("a GPU picks a CUDA precision")
+    flags = open("/proc/cpuinfo").read().split()
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     assert resolve_precision("auto") == ("bf16-mixed" if native else "32-true")
 

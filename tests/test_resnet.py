@@ -81,6 +81,11 @@ def test_local_pth_file_loads_and_wrong_architecture_is_refused(tmp_path):
         ResNetTransfer(num_classes=3, weights=str(tmp_path / "cnn.pth"))
     with pytest.raises(WeightsError, match="not found"):
         ResNetTransfer(num_classes=3, weights=str(tmp_path / "absent.pth"))
+    # Right keys, wrong shape (a 1-channel first conv): also refused, naming the tensor.
+    saved["conv1.weight"] = saved["conv1.weight"][:, :1]
+    torch.save(saved, tmp_path / "grey.pth")
+    with pytest.raises(WeightsError, match="conv1.weight"):
+        ResNetTransfer(num_classes=3, weights=str(tmp_path / "grey.pth"))
 
 
 # ----------------------------------------------------------------------------- freezing

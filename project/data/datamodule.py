@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from project.data.datasets import (
     DataError,
@@ -31,7 +30,13 @@ from project.data.datasets import (
 )
 from project.data.digits import DIGITS_ROOT, write_digits
 from project.data.splits import stratified_split
-from project.data.transforms import Augmentation, channel_mean_std, eval_transform, train_transform
+from project.data.transforms import (
+    Augmentation,
+    channel_mean_std,
+    eval_transform,
+    resize,
+    train_transform,
+)
 
 SPLITS = ("train", "val", "test")
 # Normalization statistics are estimated from at most this many training images.
@@ -87,7 +92,8 @@ class ImageDataModule(LightningDataModule):
         self._samples: dict[str, list[Sample]] | None = None
         self._class_names: list[str] = []
         self._mean_std: tuple[list[float], list[float]] | None = None
-        self.datasets: dict[str, torch.utils.data.Dataset] = {}
+        self._untransformed: dict[str, ImageDataset] = {}  # per split, decoded once if cached
+        self.datasets: dict[str, torch.utils.data.Dataset] = {}  # what the loaders serve
 
     # ------------------------------------------------------------------ where the samples come from
 
@@ -162,35 +168,33 @@ class ImageDataModule(LightningDataModule):
             generator = torch.Generator().manual_seed(self.hparams.split_seed)
             order = torch.randperm(len(train), generator=generator)[:MAX_IMAGES_FOR_STATS]
             # Measured at the size the network sees: resizing changes the pixel statistics.
-            resize = v2.Resize((self.hparams.image_size,) * 2, antialias=True)
-            self._mean_std = channel_mean_std(resize(train.read(i)) for i in order.tolist())
+            to_size = resize(self.hparams.image_size)
+            self._mean_std = channel_mean_std(to_size(train.read(i)) for i in order.tolist())
         return self._mean_std
 
     def _labeled(self, split: str) -> ImageDataset:
         """The untransformed dataset of one split (decoded into memory if cache_images)."""
         self._scan()
-        key = f"raw_{split}"
-        if key not in self.datasets:
+        if split not in self._untransformed:
             if split not in self._samples:
                 raise DataError(f"{self.root}: no {split}/ folder, so there is no {split} split")
             dataset = ImageDataset(self._samples[split], self._class_names)
-            self.datasets[key] = dataset.decode_all() if self.hparams.cache_images else dataset
-        return self.datasets[key]
+            self._untransformed[split] = (
+                dataset.decode_all() if self.hparams.cache_images else dataset
+            )
+        return self._untransformed[split]
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         mean, std = self.normalization()
         evaluate = eval_transform(hp.image_size, mean, std)
         if stage in ("fit", None):
-            train = self._labeled("train")
             augment = train_transform(hp.image_size, mean, std, hp.augmentation)
-            self.datasets["train"] = train.subset(range(len(train)), augment)
+            self.datasets["train"] = self._labeled("train").with_transform(augment)
         if stage in ("fit", "validate", None):
-            val = self._labeled("val")
-            self.datasets["val"] = val.subset(range(len(val)), evaluate)
+            self.datasets["val"] = self._labeled("val").with_transform(evaluate)
         if stage in ("test", None):
-            test = self._labeled("test")
-            self.datasets["test"] = test.subset(range(len(test)), evaluate)
+            self.datasets["test"] = self._labeled("test").with_transform(evaluate)
         if stage == "predict":
             if hp.predict_root is None:
                 raise DataError("predict needs --data.predict_root FOLDER (images to classify)")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from project.data.images import ImageLoadError, is_image_file, load_image
+from project.data.images import ImageLoadError, is_hidden, is_image_file, load_image
 
 Sample = tuple[Path, int]  # (image file, class index)
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -33,11 +33,6 @@ class DataError(ValueError):
 # ----------------------------------------------------------------------------- scanning sources
 
 
-def _is_hidden(name: str) -> bool:
-    # ".DS_Store", ".ipynb_checkpoints", "._foo.png" (macOS resource forks) are never data.
-    return name.startswith(".")
-
-
 def find_images(folder: Path) -> list[Path]:
     """All image files under ``folder`` (any depth), sorted, hidden files and folders skipped.
 
@@ -45,7 +40,7 @@ def find_images(folder: Path) -> list[Path]:
     """
     found = []
     for directory, subdirectories, files in os.walk(folder, followlinks=False):
-        subdirectories[:] = sorted(d for d in subdirectories if not _is_hidden(d))
+        subdirectories[:] = sorted(d for d in subdirectories if not is_hidden(d))
         found.extend(Path(directory) / f for f in files if is_image_file(Path(f)))
     return sorted(found)
 
@@ -54,7 +49,7 @@ def class_folders(root: Path) -> list[str]:
     """The class names under ``root``: its visible sub-folders, sorted so indices are stable."""
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
-    names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not _is_hidden(e.name))
+    names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
     if not names:
         raise DataError(f"{root}: no class sub-folders (expected {root}/<class>/<image files>)")
     return names
@@ -107,28 +102,22 @@ def resolve_inside(root: Path, relative: str, where: str) -> Path:
     return root / path
 
 
-def scan_csv(
-    csv_file: Path, root: Path, class_names: Sequence[str] | None = None
-) -> tuple[list[Sample], list[str]]:
+def scan_csv(csv_file: Path, root: Path) -> tuple[list[Sample], list[str]]:
     """Samples from a CSV of ``path,label``; labels are class names, paths relative to ``root``.
 
-    Classes are the sorted distinct labels, unless ``class_names`` fixes them (then any other label
-    is an error).
+    Every distinct label is a class (sorted); ``keep_classes`` narrows them to a chosen subset.
     """
     rows = read_csv_labels(csv_file)
-    if class_names is None:
-        class_names = sorted({label for _, _, label in rows})
+    class_names = sorted({label for _, _, label in rows})
     index_of = {name: i for i, name in enumerate(class_names)}
     samples: list[Sample] = []
     for line, relative, label in rows:
         where = f"{csv_file}, line {line}"
-        if label not in index_of:
-            raise DataError(f"{where}: unknown label {label!r} (classes: {list(class_names)})")
         path = resolve_inside(root, relative, where)
         if not path.is_file():
             raise DataError(f"{where}: image file not found: {path}")
         samples.append((path, index_of[label]))
-    return samples, list(class_names)
+    return samples, class_names
 
 
 def keep_classes(
@@ -150,7 +139,7 @@ class ImageDataset(Dataset):
     """Labelled images: ``dataset[i]`` is ``(transform(image), class_index)``.
 
     ``images`` optionally holds every image already decoded (uint8 tensors, in sample order), so
-    each epoch skips PNG/JPEG decoding; ``subset`` shares it between the train/val/test splits.
+    each epoch skips PNG/JPEG decoding; ``with_transform`` shares it rather than copying it.
     """
 
     def __init__(
@@ -211,10 +200,9 @@ class ImageDataset(Dataset):
             self.images = [self.read(i) for i in range(len(self))]
         return self
 
-    def subset(self, indices: Sequence[int], transform: Transform | None = None) -> ImageDataset:
-        """A new dataset of the samples at ``indices`` with its own transform."""
-        images = [self.images[i] for i in indices] if self.images is not None else None
-        return ImageDataset([self.samples[i] for i in indices], self.class_names, transform, images)
+    def with_transform(self, transform: Transform | None) -> ImageDataset:
+        """The same samples (and decoded images, shared) with another transform."""
+        return ImageDataset(self.samples, self.class_names, transform, self.images)
 
 
 class UnlabeledImageDataset(Dataset):

@@ -24,9 +24,14 @@ class ImageLoadError(RuntimeError):
     """An image file could not be read. The message always starts with the file's path."""
 
 
+def is_hidden(name: str) -> bool:
+    # ".DS_Store", ".ipynb_checkpoints", "._foo.png" (macOS resource forks) are never data.
+    return name.startswith(".")
+
+
 def is_image_file(path: Path) -> bool:
     """True for a visible file whose extension is one of IMAGE_EXTENSIONS."""
-    return not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    return not is_hidden(path.name) and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

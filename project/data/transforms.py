@@ -9,7 +9,7 @@ Train: the same plus augmentation that suits the data:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -17,19 +17,18 @@ from torchvision.transforms import v2
 
 Augmentation = Literal["digits", "natural", "none"]
 
-# The statistics torchvision's ImageNet weights were trained with.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+def resize(image_size: int) -> v2.Resize:
+    return v2.Resize((image_size, image_size), antialias=True)
+
+
+def to_normalized_float(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    """The last steps of every preset: uint8 0..255 -> float 0..1 -> (x - mean) / std."""
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
 
 
 def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    return v2.Compose(
-        [
-            v2.Resize((image_size, image_size), antialias=True),
-            v2.ToDtype(torch.float32, scale=True),  # uint8 0..255 -> float 0..1
-            v2.Normalize(list(mean), list(std)),
-        ]
-    )
+    return v2.Compose([resize(image_size), *to_normalized_float(mean, std)])
 
 
 def train_transform(
@@ -37,7 +36,7 @@ def train_transform(
 ) -> v2.Compose:
     if augmentation == "digits":
         augment = [
-            v2.Resize((image_size, image_size), antialias=True),
+            resize(image_size),
             v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
         ]
     elif augmentation == "natural":
@@ -47,15 +46,13 @@ def train_transform(
             v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
         ]
     elif augmentation == "none":
-        augment = [v2.Resize((image_size, image_size), antialias=True)]
+        augment = [resize(image_size)]
     else:
         raise ValueError(f"unknown augmentation {augmentation!r}: use digits, natural or none")
-    return v2.Compose(
-        [*augment, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    )
+    return v2.Compose([*augment, *to_normalized_float(mean, std)])
 
 
-def channel_mean_std(images: Sequence[torch.Tensor]) -> tuple[list[float], list[float]]:
+def channel_mean_std(images: Iterable[torch.Tensor]) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images (any sizes) on the 0..1 scale."""
     total = torch.zeros(3, dtype=torch.float64)
     total_sq = torch.zeros(3, dtype=torch.float64)

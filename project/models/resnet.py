@@ -105,10 +105,12 @@ class ResNetTransfer(nn.Module):
         self.backbone.fc = nn.Identity()
         self.head = nn.Linear(in_features, num_classes)
         self.train_bn = train_bn
-        if weights is not None and weights.lower() != "none":
-            self.load_backbone(weights, download)
+        self.load_backbone(weights, download)
 
-    def load_backbone(self, weights: str, download: bool = True) -> None:
+    def load_backbone(self, weights: str | None, download: bool = True) -> None:
+        """Fill the backbone from ``weights`` (see the module docstring); None keeps it random."""
+        if weights is None or weights.lower() == "none":
+            return
         named = parse_weights_name(weights)
         if named is not None:
             state = read_torchvision_weights(named, download)
@@ -120,15 +122,13 @@ class ResNetTransfer(nn.Module):
                 f"weights {weights!r} is neither a file nor a torchvision name ({known})"
             )
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the old head
-        result = self.backbone.load_state_dict(state, strict=False)
-        # strict=False only because fc is now an Identity; anything else missing is an error.
-        problems = [
-            k for k in result.missing_keys if not k.startswith("fc.")
-        ] + result.unexpected_keys
-        if problems:
+        try:
+            # strict: every backbone tensor must come from the file, with the same shape.
+            self.backbone.load_state_dict(state, strict=True)
+        except RuntimeError as error:  # PyTorch lists the missing, unexpected and resized keys
             raise WeightsError(
-                f"weights {weights} do not fit ResNet18: mismatched keys {problems[:10]}"
-            )
+                f"weights {weights} do not fit ResNet18, mismatched keys: {error}"
+            ) from None
 
     # ------------------------------------------------------------------ freezing
 
