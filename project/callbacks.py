@@ -2,15 +2,18 @@
 
 PredictionWriter: ``predict`` writes a CSV with one row per image: path, predicted class name and
 the model's probability for it.
+EpochTimer: logs ``time/epoch_seconds``, the wall time of each training epoch with its validation
+(the manual loop logs the same tag, so project/compare.py reads both runs the same way).
 """
 
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 
@@ -43,3 +46,17 @@ class PredictionWriter(BasePredictionWriter):
                 ):
                     writer.writerow([image_path, class_names[index], f"{probability:.6f}"])
         rank_zero_info(f"predictions written to {path}")
+
+
+class EpochTimer(Callback):
+    """Log ``time/epoch_seconds``: one training epoch and the validation that ends it."""
+
+    def __init__(self):
+        self.started = 0.0
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning runs the epoch's validation before this hook, so it is included.
+        pl_module.log("time/epoch_seconds", time.perf_counter() - self.started)

@@ -18,6 +18,12 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from project.checkpoints import (
+    lightning_state_dict,
+    network_state,
+    restore_rng_states,
+    rng_states,
+)
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer
 from project.optim import OptimizerName, Schedule, build_optimizer, build_scheduler
@@ -121,6 +127,18 @@ class ImageClassifier(LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": interval, "name": "lr"},
         }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The random generators' states: a resumed run then shuffles, augments and drops out
+        # exactly as the uninterrupted run would have (tests/test_manual.py checks both loops).
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "state_dict" not in checkpoint:  # a manual-loop checkpoint: plain network keys
+            checkpoint["state_dict"] = lightning_state_dict(network_state(checkpoint))
+        resuming_fit = self._trainer is not None and self.trainer.state.fn == "fit"
+        if resuming_fit and "rng_states" in checkpoint:
+            restore_rng_states(checkpoint["rng_states"])
 
 
 class CNNClassifier(ImageClassifier):

@@ -1,0 +1,7 @@
+"""The same training as ``python -m project``, written as a plain PyTorch loop (the teaching twin).
+
+    python -m project.manual fit --config configs/cnn.yaml
+    python -m project.manual test --config configs/cnn.yaml --ckpt_path PATH/TO/last.ckpt
+
+settings.py reads the LightningCLI's YAML files; loop.py is the loop itself; __main__.py runs it.
+"""

@@ -1,0 +1,66 @@
+"""``python -m project.manual fit|validate|test``: the plain PyTorch loop, from the same YAML files.
+
+    python -m project.manual fit --config configs/cnn.yaml             # train, print every epoch
+    python -m project.manual fit --config configs/cnn.yaml --resume last   # continue a stopped run
+    python -m project.manual test --config configs/cnn.yaml --ckpt_path CKPT  # manual or Lightning
+
+Checkpoints and TensorBoard logs go to lightning_logs/<name>/manual_version_<n>/, beside the
+Lightning runs' version_<n>/, under the same tag names, so one TensorBoard overlays both.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from project.checkpoints import CheckpointError, load_network_weights
+from project.data.datasets import DataError
+from project.data.images import ImageLoadError
+from project.manual.loop import evaluate, fit, loss_function
+from project.manual.settings import (
+    ConfigError,
+    build_data_and_model,
+    loop_settings,
+    parse,
+    seed_everything,
+)
+
+
+def plain_config(config) -> dict:
+    """The parsed config as plain values (stored in checkpoints, which weights_only must load)."""
+    plain = config.clone()
+    plain.pop("config", None)  # the YAML file paths (Path objects), not settings
+    return plain.as_dict()
+
+
+def run(args: list[str] | None = None):
+    """Parse ``args`` and run the stage; returns fit's FitResult or the evaluation metrics."""
+    config = parse(args)
+    settings = loop_settings(config)
+    seed_everything(config.seed_everything)  # before the model is built: same initial weights
+    data, classifier = build_data_and_model(config)
+    if config.stage == "fit":
+        return fit(settings, data, classifier, config.resume, plain_config(config))
+
+    if config.ckpt_path is None:
+        raise ConfigError(f"{config.stage} needs --ckpt_path (a manual or Lightning checkpoint)")
+    load_network_weights(classifier.network, config.ckpt_path)  # either format, weights_only
+    data.prepare_data()
+    split = "val" if config.stage == "validate" else "test"
+    data.setup(config.stage)
+    loader = data.val_dataloader() if split == "val" else data.test_dataloader()
+    network = classifier.network.to(settings.device)
+    metrics = evaluate(network, loader, loss_function(classifier), settings)
+    print(f"{split}/loss {metrics['loss']:.4f}  {split}/acc {metrics['acc']:.4f}")
+    return {f"{split}/loss": metrics["loss"], f"{split}/acc": metrics["acc"]}
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        run(args)
+    except (ConfigError, CheckpointError, DataError, ImageLoadError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)  # the user's input, not a bug: no traceback
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Read the LightningCLI's YAML files for the manual loop: same files, same checks, plain settings.
+
+    python -m project.manual fit --config configs/cnn.yaml --trainer.max_epochs 5
+
+The parser is built from the same classes as ``python -m project`` (model, DataModule, Trainer
+arguments), so a config that one loop accepts the other accepts too, and a typo is an error in both.
+The manual loop then builds the DataModule and the model itself, and keeps from the ``trainer:``
+section only the settings a plain loop needs (``LoopSettings``). A trainer option the manual loop
+does not implement is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from jsonargparse import ActionConfigFile, Namespace
+from lightning.pytorch.cli import LightningArgumentParser
+
+from project.classifier import ImageClassifier
+from project.cli import Trainer
+from project.data.datamodule import ImageDataModule
+from project.precision import resolve_precision
+
+STAGES = ("fit", "validate", "test")
+
+# Trainer options the manual loop does not implement, with the value that means "not used".
+NOT_IMPLEMENTED = {
+    "accumulate_grad_batches": 1,
+    "num_nodes": 1,
+    "strategy": "auto",
+    "fast_dev_run": False,
+    "overfit_batches": 0.0,
+    "limit_train_batches": None,
+    "limit_val_batches": None,
+    "val_check_interval": None,
+    "check_val_every_n_epoch": 1,
+    "min_epochs": None,
+    "min_steps": None,
+    "max_time": None,
+}
+
+
+class ConfigError(ValueError):
+    """The config asks for something the manual loop cannot do."""
+
+
+@dataclass
+class CheckpointSettings:
+    """What ModelCheckpoint is configured to do; the manual loop does the same."""
+
+    monitor: str = "val/acc"
+    mode: str = "max"
+    save_top_k: int = 1  # 1: keep the best only; -1: keep every epoch's file; 0: none
+    save_last: bool = True
+    filename: str = "epoch={epoch}-step={step}"  # ModelCheckpoint's default name
+
+
+@dataclass
+class EarlyStoppingSettings:
+    monitor: str = "val/loss"
+    mode: str = "min"
+    patience: int = 3
+    min_delta: float = 0.0
+
+
+@dataclass
+class LoopSettings:
+    """The trainer settings a plain PyTorch loop needs."""
+
+    max_epochs: int
+    max_steps: int  # -1: no limit
+    precision: str  # resolved: "32-true", "bf16-mixed" or "16-mixed"
+    device: torch.device
+    deterministic: bool
+    gradient_clip_val: float | None
+    gradient_clip_algorithm: str
+    log_every_n_steps: int
+    num_sanity_val_steps: int
+    log_root: Path  # <save_dir>/<name> of the TensorBoardLogger
+    log_version: str | None  # the logger's version, or None for manual_version_<n>
+    checkpoint: CheckpointSettings | None
+    early_stopping: EarlyStoppingSettings | None
+
+
+def build_parser() -> LightningArgumentParser:
+    parser = LightningArgumentParser(
+        prog="python -m project.manual", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("stage", choices=STAGES, help="fit, validate or test")
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file(s), in order")
+    parser.add_argument("--seed_everything", type=bool | int, default=True)
+    parser.add_argument(
+        "--ckpt_path", type=str | None, default=None, help="validate/test: weights to evaluate"
+    )
+    parser.add_argument(
+        "--resume",
+        type=str | None,
+        default=None,
+        help="fit: a checkpoint to continue from, or 'last' for this run name's newest last.ckpt",
+    )
+    parser.add_argument("--weights_only", type=bool | None, default=None, help="accepted, ignored")
+    parser.add_lightning_class_args(ImageClassifier, "model", subclass_mode=True)
+    parser.add_lightning_class_args(ImageDataModule, "data")
+    parser.add_lightning_class_args(Trainer, "trainer")
+    return parser
+
+
+def parse(args: list[str] | None = None) -> Namespace:
+    return build_parser().parse_args(args)
+
+
+def seed_everything(seed: bool | int) -> int | None:
+    """Seed every random generator a training run draws from (Lightning: seed_everything)."""
+    if seed is False:
+        return None
+    if seed is True:  # LightningCLI's default: a fresh seed, printed so the run can be repeated
+        seed = random.SystemRandom().randrange(2**31)
+        print(f"seed_everything: {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return seed
+
+
+def build_data_and_model(config: Namespace) -> tuple[ImageDataModule, ImageClassifier]:
+    """The DataModule, then the model with the data's class count (LightningCLI's link)."""
+    data = ImageDataModule(**config.data.as_dict())
+    module_name, class_name = config.model.class_path.rsplit(".", 1)
+    model_class = getattr(importlib.import_module(module_name), class_name)
+    init_args = config.model.init_args.as_dict()
+    init_args["num_classes"] = data.num_classes  # Lightning: parser.link_arguments(...)
+    return data, model_class(**init_args)
+
+
+def _callback(trainer: Namespace, class_name: str) -> dict | None:
+    for callback in trainer.callbacks or []:
+        if callback.class_path.rsplit(".", 1)[-1] == class_name:
+            return callback.init_args.as_dict() if callback.init_args else {}
+    return None
+
+
+def loop_settings(config: Namespace) -> LoopSettings:
+    trainer = config.trainer
+    for option, unused in NOT_IMPLEMENTED.items():
+        if trainer.get(option) != unused:
+            raise ConfigError(
+                f"trainer.{option}={trainer.get(option)!r}: not implemented by the manual loop "
+                f"(remove it, or use python -m project)"
+            )
+    if str(trainer.devices) not in ("1", "auto"):
+        raise ConfigError(f"trainer.devices={trainer.devices!r}: the manual loop uses one device")
+
+    precision = str(resolve_precision(trainer.precision, trainer.accelerator))
+    if precision in ("32", "32-true"):
+        precision = "32-true"
+    elif precision not in ("bf16-mixed", "16-mixed"):
+        raise ConfigError(f"trainer.precision={precision!r}: use 32-true, bf16-mixed or 16-mixed")
+    wants_gpu = trainer.accelerator in ("auto", "gpu", "cuda")
+    device = torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+    if trainer.accelerator in ("gpu", "cuda") and device.type == "cpu":
+        raise ConfigError(f"trainer.accelerator={trainer.accelerator}: no CUDA device found")
+
+    logger = trainer.logger
+    if logger in (None, False) or logger is True:
+        log_root, version = Path(trainer.default_root_dir or ".") / "lightning_logs", None
+    else:
+        logger_args = logger.init_args
+        log_root = Path(logger_args.save_dir) / (logger_args.get("name") or "lightning_logs")
+        version = logger_args.get("version")
+
+    keep_args = _callback(trainer, "ModelCheckpoint")
+    stop_args = _callback(trainer, "EarlyStopping")
+    if keep_args and keep_args.get("save_top_k", 1) not in (-1, 0, 1):
+        raise ConfigError("ModelCheckpoint save_top_k: the manual loop keeps -1, 0 or 1 files")
+    return LoopSettings(
+        max_epochs=1000 if trainer.max_epochs in (None, -1) else trainer.max_epochs,
+        max_steps=trainer.max_steps,
+        precision=precision,
+        device=device,
+        deterministic=bool(trainer.deterministic),
+        gradient_clip_val=trainer.gradient_clip_val,
+        gradient_clip_algorithm=trainer.gradient_clip_algorithm or "norm",
+        log_every_n_steps=trainer.log_every_n_steps or 50,
+        num_sanity_val_steps=2
+        if trainer.num_sanity_val_steps is None
+        else trainer.num_sanity_val_steps,
+        log_root=log_root,
+        log_version=None if version is None else str(version),
+        checkpoint=None if keep_args is None else _fields(CheckpointSettings, keep_args),
+        early_stopping=None if stop_args is None else _fields(EarlyStoppingSettings, stop_args),
+    )
+
+
+def _fields(settings_class, arguments: dict):
+    """The dataclass filled from the callback's init_args it knows (others keep defaults)."""
+    known = settings_class.__dataclass_fields__
+    return settings_class(**{k: v for k, v in arguments.items() if k in known and v is not None})
