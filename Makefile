@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint transfer bench tensorboard clean
+.PHONY: install train test lint transfer compare bench tensorboard clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ train: install
 
 transfer: install
 	$(PY) -m project.transfer_demo
+
+# Lightning loop against the plain PyTorch loop (project/manual/), same config, side by side.
+compare: install
+	$(PY) -m project.compare --config configs/cnn.yaml
 
 test: install
 	$(PY) -m pytest

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from project.cli import main
 
@@ -26,7 +27,7 @@ def fit_then_test(args: list[str]) -> dict[str, float]:
     print()
     print(f"fit took {fit_seconds:.1f} s (imports excluded) over {trainer.current_epoch} epochs")
     print(f"best checkpoint:  {best}")
-    print(f"last checkpoint:  {trainer.checkpoint_callback.last_model_path}")
+    print(f"last checkpoint:  {Path(best).with_name('last.ckpt')}   (resume: --ckpt_path)")
     print(f"TensorBoard logs: {trainer.log_dir}   (view: tensorboard --logdir lightning_logs)")
     print(f"test accuracy:    {test_acc:.4f}")
     return results[0]

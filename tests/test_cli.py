@@ -48,7 +48,8 @@ def fitted(digits_root, tmp_path_factory):
         "args": args,
         "log_dir": Path(cli.trainer.log_dir),
         "best": Path(callback.best_model_path),
-        "last": Path(callback.last_model_path),
+        "last": Path(callback.dirpath) / "last.ckpt",
+        "epochs": cli.trainer.current_epoch,
         "best_score": callback.best_model_score.item(),
     }
 
@@ -59,6 +60,9 @@ def test_fit_writes_best_and_last_checkpoints(fitted):
     assert fitted["best"].name.startswith("best-epoch") and fitted["last"].name == "last.ckpt"
     checkpoint = torch.load(fitted["best"], map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["num_classes"] == 10  # linked from the data
+    # last.ckpt is the final epoch, even when that epoch was not the best (resume needs it).
+    last = torch.load(fitted["last"], map_location="cpu", weights_only=True)
+    assert last["epoch"] == fitted["epochs"] - 1
 
 
 @pytest.mark.slow

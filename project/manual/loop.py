@@ -191,6 +191,7 @@ def fit(
     epoch, global_step = 0, 0
     best_score: float | None = None  # ModelCheckpoint's best monitored value
     best_path: Path | None = None
+    latest_path: Path | None = None
     stop_best: float | None = None  # EarlyStopping's best value and epochs without improvement
     stop_wait = 0
     history = History()
@@ -359,13 +360,19 @@ def fit(
                 save(best_path, metrics)
                 if previous is not None and previous != best_path:
                     previous.unlink(missing_ok=True)
-            if keep.save_last:
-                save(checkpoint_dir / "last.ckpt", metrics)
+        if settings.latest_filename:  # the file to resume from (the configs name it last.ckpt)
+            previous, latest_path = (
+                latest_path,
+                checkpoint_dir
+                / checkpoint_name(settings.latest_filename, epoch - 1, global_step, metrics),
+            )
+            save(latest_path, metrics)
+            if previous is not None and previous != latest_path:
+                previous.unlink(missing_ok=True)
         if should_stop:
             stop_reason = f"early stopping: no {stop.monitor} improvement in {stop.patience} epochs"
             break
 
     writer.close()
     print(f"stopped after epoch {epoch - 1} ({stop_reason}); best checkpoint: {best_path}")
-    last = checkpoint_dir / "last.ckpt"
-    return FitResult(history, log_dir, best_path, last if last.exists() else None)
+    return FitResult(history, log_dir, best_path, latest_path)

@@ -51,12 +51,11 @@ class ConfigError(ValueError):
 
 @dataclass
 class CheckpointSettings:
-    """What ModelCheckpoint is configured to do; the manual loop does the same."""
+    """What a ModelCheckpoint with a ``monitor`` does; the manual loop does the same."""
 
     monitor: str = "val/acc"
     mode: str = "max"
     save_top_k: int = 1  # 1: keep the best only; -1: keep every epoch's file; 0: none
-    save_last: bool = True
     filename: str = "epoch={epoch}-step={step}"  # ModelCheckpoint's default name
 
 
@@ -83,7 +82,8 @@ class LoopSettings:
     num_sanity_val_steps: int
     log_root: Path  # <save_dir>/<name> of the TensorBoardLogger
     log_version: str | None  # the logger's version, or None for manual_version_<n>
-    checkpoint: CheckpointSettings | None
+    checkpoint: CheckpointSettings | None  # the best checkpoint(s)
+    latest_filename: str | None  # written after every epoch, replacing the previous one
     early_stopping: EarlyStoppingSettings | None
 
 
@@ -137,11 +137,28 @@ def build_data_and_model(config: Namespace) -> tuple[ImageDataModule, ImageClass
     return data, model_class(**init_args)
 
 
-def _callback(trainer: Namespace, class_name: str) -> dict | None:
-    for callback in trainer.callbacks or []:
-        if callback.class_path.rsplit(".", 1)[-1] == class_name:
-            return callback.init_args.as_dict() if callback.init_args else {}
-    return None
+def _callbacks(trainer: Namespace, class_name: str) -> list[dict]:
+    """The init_args of every callback of this class in the config."""
+    return [
+        callback.init_args.as_dict() if callback.init_args else {}
+        for callback in trainer.callbacks or []
+        if callback.class_path.rsplit(".", 1)[-1] == class_name
+    ]
+
+
+def _checkpoint_settings(trainer: Namespace) -> tuple[CheckpointSettings | None, str | None]:
+    """The best-checkpoint rule and the name of the every-epoch file, from ModelCheckpoint(s)."""
+    best, latest = None, None
+    for arguments in _callbacks(trainer, "ModelCheckpoint"):
+        if arguments.get("monitor"):
+            if arguments.get("save_top_k", 1) not in (-1, 0, 1):
+                raise ConfigError("ModelCheckpoint save_top_k: the manual loop keeps -1, 0 or 1")
+            best = best or _fields(CheckpointSettings, arguments)
+        else:  # no monitor: the latest epoch is kept, under its filename
+            latest = arguments.get("filename") or "epoch={epoch}-step={step}"
+        if arguments.get("save_last"):
+            latest = "last"
+    return best, latest
 
 
 def loop_settings(config: Namespace) -> LoopSettings:
@@ -173,10 +190,8 @@ def loop_settings(config: Namespace) -> LoopSettings:
         log_root = Path(logger_args.save_dir) / (logger_args.get("name") or "lightning_logs")
         version = logger_args.get("version")
 
-    keep_args = _callback(trainer, "ModelCheckpoint")
-    stop_args = _callback(trainer, "EarlyStopping")
-    if keep_args and keep_args.get("save_top_k", 1) not in (-1, 0, 1):
-        raise ConfigError("ModelCheckpoint save_top_k: the manual loop keeps -1, 0 or 1 files")
+    best, latest = _checkpoint_settings(trainer)
+    stopping = _callbacks(trainer, "EarlyStopping")
     return LoopSettings(
         max_epochs=1000 if trainer.max_epochs in (None, -1) else trainer.max_epochs,
         max_steps=trainer.max_steps,
@@ -191,8 +206,9 @@ def loop_settings(config: Namespace) -> LoopSettings:
         else trainer.num_sanity_val_steps,
         log_root=log_root,
         log_version=None if version is None else str(version),
-        checkpoint=None if keep_args is None else _fields(CheckpointSettings, keep_args),
-        early_stopping=None if stop_args is None else _fields(EarlyStoppingSettings, stop_args),
+        checkpoint=best,
+        latest_filename=latest,
+        early_stopping=_fields(EarlyStoppingSettings, stopping[0]) if stopping else None,
     )
 
 
