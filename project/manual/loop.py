@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,6 +81,20 @@ def total_training_steps(batches_per_epoch: int, settings: LoopSettings) -> int:
     """Lightning: trainer.estimated_stepping_batches (the length of a per-step LR schedule)."""
     steps = batches_per_epoch * settings.max_epochs
     return steps if settings.max_steps == -1 else min(steps, settings.max_steps)
+
+
+def lightning_hyperparameters(classifier: ImageClassifier) -> dict:
+    """The model's init arguments (plain values), keyed as LightningCLI writes them.
+
+    With ``_class_path`` and ``_instantiator``, ``python -m project test --ckpt_path`` and
+    ``CNNClassifier.load_from_checkpoint`` rebuild the model from a manual checkpoint too.
+    """
+    model_class = type(classifier)
+    return {
+        "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
+        **classifier.hparams,
+        "_instantiator": "lightning.pytorch.cli.instantiate_module",
+    }
 
 
 def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -237,7 +252,10 @@ def fit(
             "stop_wait": stop_wait,
             "metrics": metrics,
             "rng_states": rng_states(),
-            "hyper_parameters": dict(classifier.hparams),  # plain values: weights_only loads them
+            "hyper_parameters": lightning_hyperparameters(classifier),
+            # Lightning's loader reads this key to decide on format migrations; with it, the
+            # Lightning Trainer can validate/test/predict from this file too.
+            "pytorch-lightning_version": lightning.__version__,
             "class_names": list(data.class_names),
             "config": config or {},
         }

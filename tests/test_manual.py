@@ -1,0 +1,316 @@
+"""The plain PyTorch loop (project/manual/) against the Lightning loop (project/cli.py).
+
+Proof of equality on CPU, fp32, deterministic algorithms, same config and seed:
+  - both loops end with bit-identical weights and identical per-step losses and learning rates
+    (CNN, and ResNet18 across the backbone unfreeze);
+  - resuming is exact in both loops: 1 epoch + resume + 1 epoch == 2 epochs straight;
+  - checkpoints cross over: a Lightning .ckpt tests in the manual loop and back, same accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from project import compare, plot
+from project.checkpoints import load_checkpoint
+from project.classifier import CNNClassifier
+from project.cli import main as lightning_main
+from project.manual.__main__ import main as manual_main
+from project.manual.__main__ import run as manual_run
+
+from .test_cli import CNN_CONFIG, REPO, quick_args
+
+# Both ModelCheckpoints of the real config, the best one keeping every epoch's file instead.
+EVERY_EPOCH = """
+trainer:
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        monitor: val/acc
+        mode: max
+        save_top_k: -1
+        filename: "epoch{epoch}"
+        auto_insert_metric_name: false
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {filename: last, monitor: null, save_top_k: 1, enable_version_counter: false}
+    - class_path: lightning.pytorch.callbacks.LearningRateMonitor
+      init_args: {logging_interval: step}
+    - class_path: project.callbacks.EpochTimer
+"""
+
+
+class StepRecorder(Callback):
+    """Each optimizer step's loss and learning rates, as the manual loop's History keeps them."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+        self.lrs: list[dict[str, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        groups = trainer.optimizers[0].param_groups
+        self.lrs.append({group["name"]: group["lr"] for group in groups})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(outputs["loss"].item())
+
+
+def equality_args(digits_root: Path, log_dir: Path, *extra: str) -> list[str]:
+    """quick_args (2 epochs, fp32) with deterministic algorithms, then ``extra``."""
+    return [*quick_args(digits_root, log_dir), "--trainer.deterministic=true", *extra]
+
+
+def lightning_fit(args: list[str]) -> tuple:
+    """Fit through the real CLI, with a StepRecorder added to the configured callbacks."""
+    cli = lightning_main(args, run=False)
+    recorder = StepRecorder()
+    cli.trainer.callbacks.append(recorder)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return cli, recorder
+
+
+def assert_same_tensors(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    different = [key for key in first if not torch.equal(first[key], second[key])]
+    assert not different, f"differ: {different[:5]}"
+
+
+def optimizer_tensors(state: dict) -> dict[str, torch.Tensor]:
+    """An optimizer state_dict's per-parameter tensors, flattened to comparable keys."""
+    return {
+        f"{index}.{name}": value
+        for index, values in state["state"].items()
+        for name, value in values.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def straight(digits_root, tmp_path_factory):
+    """Both loops, 2 epochs straight, every epoch's checkpoint kept."""
+    folder = tmp_path_factory.mktemp("straight")
+    every_epoch = folder / "every_epoch.yaml"
+    every_epoch.write_text(EVERY_EPOCH)
+    args = equality_args(digits_root, folder / "logs", "--config", str(every_epoch))
+    cli, recorder = lightning_fit(args)
+    manual = manual_run(["fit", *args])
+    return {
+        "args": args,
+        "cli": cli,
+        "recorder": recorder,
+        "lightning_dir": Path(cli.trainer.log_dir),
+        "manual": manual,
+    }
+
+
+# ---------------------------------------------------------------------------- equality
+
+
+@pytest.mark.slow
+def test_loops_end_with_bit_identical_weights_losses_and_lrs(straight):
+    manual, recorder = straight["manual"], straight["recorder"]
+    lightning_weights = straight["cli"].model.network.state_dict()
+    manual_weights = load_checkpoint(manual.last_checkpoint)["model"]
+    assert_same_tensors(lightning_weights, manual_weights)  # bit-identical, not just close
+    assert len(recorder.losses) == len(manual.history.step_losses) > 20
+    assert recorder.losses == manual.history.step_losses
+    assert recorder.lrs == manual.history.step_lrs
+    # The same epoch metrics too (Lightning's are logged; the manual loop returns them).
+    metrics = straight["cli"].trainer.callback_metrics
+    assert metrics["val/acc"].item() == pytest.approx(manual.history.epochs[-1]["val/acc"])
+    assert metrics["val/loss"].item() == pytest.approx(manual.history.epochs[-1]["val/loss"])
+
+
+@pytest.mark.slow
+def test_resnet_loops_equal_across_the_backbone_unfreeze(digits_root, tmp_path):
+    # Random init (nothing to download), 3 classes, 32 px, frozen for epoch 0, fine-tuned in 1.
+    args = [
+        "--config",
+        str(REPO / "configs" / "resnet18.yaml"),
+        f"--data.root={digits_root}",
+        '--data.classes=["0", "1", "2"]',
+        "--data.image_size=32",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.max_epochs=2",
+        "--trainer.precision=32-true",
+        "--trainer.deterministic=true",
+        "--trainer.enable_progress_bar=false",
+        "--model.init_args.weights=null",
+        "--model.init_args.freeze_backbone_epochs=1",
+    ]
+    cli, recorder = lightning_fit(args)
+    manual = manual_run(["fit", *args])
+    manual_weights = load_checkpoint(manual.last_checkpoint)["model"]
+    assert_same_tensors(cli.model.network.state_dict(), manual_weights)
+    assert recorder.losses == manual.history.step_losses
+    assert recorder.lrs == manual.history.step_lrs
+    assert set(manual.history.step_lrs[0]) == {"backbone", "head"}
+
+
+# ---------------------------------------------------------------------------- resume
+
+
+@pytest.mark.slow
+def test_manual_resume_equals_the_straight_run(straight, tmp_path):
+    straight_dir = straight["manual"].log_dir / "checkpoints"
+    resumed = manual_run(["fit", *straight["args"], "--resume", str(straight_dir / "epoch0.ckpt")])
+    assert resumed.log_dir != straight["manual"].log_dir  # a restart opens a new log version
+    expected = load_checkpoint(straight_dir / "epoch1.ckpt")
+    got = load_checkpoint(resumed.log_dir / "checkpoints" / "epoch1.ckpt")
+    assert_same_tensors(expected["model"], got["model"])
+    assert_same_tensors(
+        optimizer_tensors(expected["optimizer"]), optimizer_tensors(got["optimizer"])
+    )
+    assert expected["scheduler"]["_last_lr"] == got["scheduler"]["_last_lr"]
+    assert (expected["global_step"], expected["epoch"]) == (got["global_step"], got["epoch"])
+    # The resumed half took exactly the straight run's second-epoch steps.
+    assert (
+        resumed.history.step_losses
+        == straight["manual"].history.step_losses[-len(resumed.history.step_losses) :]
+    )
+
+
+@pytest.mark.slow
+def test_manual_resume_last_finds_the_newest_last_checkpoint(straight, tmp_path, capsys):
+    # An interrupted run: its last.ckpt is the straight run's first epoch.
+    runs = tmp_path / "cnn"
+    for version, source in ((0, "epoch1.ckpt"), (3, "epoch0.ckpt")):  # version 3 written last
+        target = runs / f"manual_version_{version}" / "checkpoints" / "last.ckpt"
+        target.parent.mkdir(parents=True)
+        target.write_bytes((straight["manual"].log_dir / "checkpoints" / source).read_bytes())
+    args = [*straight["args"], f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    resumed = manual_run(["fit", *args, "--resume", "last"])
+    assert f"resumed from {runs}/manual_version_3" in capsys.readouterr().out
+    assert resumed.log_dir == runs / "manual_version_4"  # a restart opens a new version
+    assert len(resumed.history.epochs) == 1  # only the missing second epoch ran
+    expected = load_checkpoint(straight["manual"].log_dir / "checkpoints" / "epoch1.ckpt")
+    assert_same_tensors(expected["model"], load_checkpoint(resumed.last_checkpoint)["model"])
+
+
+@pytest.mark.slow
+def test_lightning_resume_equals_the_straight_run(straight):
+    straight_dir = straight["lightning_dir"] / "checkpoints"
+    resumed = lightning_main(
+        ["fit", *straight["args"], "--ckpt_path", str(straight_dir / "epoch0.ckpt")]
+    )
+    expected = load_checkpoint(straight_dir / "epoch1.ckpt")
+    got = load_checkpoint(Path(resumed.trainer.log_dir) / "checkpoints" / "epoch1.ckpt")
+    assert_same_tensors(expected["state_dict"], got["state_dict"])
+    assert_same_tensors(
+        optimizer_tensors(expected["optimizer_states"][0]),
+        optimizer_tensors(got["optimizer_states"][0]),
+    )
+    assert expected["lr_schedulers"][0]["_last_lr"] == got["lr_schedulers"][0]["_last_lr"]
+    assert expected["global_step"] == got["global_step"]
+
+
+# ---------------------------------------------------------------------------- interop
+
+
+def lightning_test_acc(args: list[str], checkpoint: Path) -> float:
+    cli = lightning_main(["test", *args, "--ckpt_path", str(checkpoint)])
+    return cli.trainer.callback_metrics["test/acc"].item()
+
+
+@pytest.mark.slow
+def test_a_lightning_checkpoint_tests_the_same_in_the_manual_loop(straight):
+    checkpoint = straight["lightning_dir"] / "checkpoints" / "epoch1.ckpt"
+    manual = manual_run(["test", *straight["args"], "--ckpt_path", str(checkpoint)])
+    assert manual["test/acc"] == pytest.approx(lightning_test_acc(straight["args"], checkpoint))
+
+
+@pytest.mark.slow
+def test_a_manual_checkpoint_tests_the_same_in_lightning(straight):
+    checkpoint = straight["manual"].log_dir / "checkpoints" / "epoch1.ckpt"
+    manual = manual_run(["test", *straight["args"], "--ckpt_path", str(checkpoint)])
+    assert lightning_test_acc(straight["args"], checkpoint) == pytest.approx(manual["test/acc"])
+    # load_from_checkpoint maps the plain keys onto the LightningModule's network.* keys.
+    model = CNNClassifier.load_from_checkpoint(checkpoint, weights_only=True)
+    assert_same_tensors(model.network.state_dict(), load_checkpoint(checkpoint)["model"])
+
+
+# ---------------------------------------------------------------------------- files and logs
+
+
+@pytest.mark.slow
+def test_manual_checkpoints_hold_the_whole_state_and_no_temporary_files(straight):
+    folder = straight["manual"].log_dir / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch0.ckpt", "epoch1.ckpt", "last.ckpt"]
+    checkpoint = load_checkpoint(folder / "last.ckpt")  # weights_only=True, no allow-listing
+    for key in ("model", "optimizer", "scheduler", "rng_states", "config"):
+        assert checkpoint[key], key
+    assert checkpoint["scaler"] == {}  # fp32: the GradScaler is off and has no state
+    steps = len(straight["manual"].history.step_losses)
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (2, steps)
+    assert checkpoint["hyper_parameters"]["num_classes"] == 10
+    assert checkpoint["config"]["model"]["class_path"] == "project.classifier.CNNClassifier"
+
+
+@pytest.mark.slow
+def test_both_loops_log_the_same_tensorboard_tags_at_the_same_steps(straight, tmp_path):
+    lightning = plot.read_scalars(straight["lightning_dir"])
+    manual = plot.read_scalars(straight["manual"].log_dir)
+    assert set(lightning) == set(manual)
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr/model"):
+        assert lightning[tag][0] == manual[tag][0], tag  # steps
+        assert lightning[tag][1] == pytest.approx(manual[tag][1], abs=1e-6), tag  # values
+    png = plot.main([str(straight["manual"].log_dir), "--output", str(tmp_path / "curves.png")])
+    assert png.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_a_missing_checkpoint_is_a_one_line_error(digits_root, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "best.ckpt"
+    with pytest.raises(SystemExit) as stopped:
+        manual_main(["test", *quick_args(digits_root, tmp_path), "--ckpt_path", str(missing)])
+    assert stopped.value.code == 2
+    assert f"checkpoint not found: {missing}" in capsys.readouterr().err
+
+
+def test_resume_last_without_a_previous_run_is_an_error(digits_root, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        manual_main(["fit", *quick_args(digits_root, tmp_path), "--resume", "last"])
+    assert "no manual-loop last.ckpt" in capsys.readouterr().err
+
+
+def test_a_trainer_option_the_manual_loop_lacks_is_refused(digits_root, tmp_path, capsys):
+    args = [*quick_args(digits_root, tmp_path), "--trainer.accumulate_grad_batches=4"]
+    with pytest.raises(SystemExit):
+        manual_main(["fit", *args])
+    assert "trainer.accumulate_grad_batches=4: not implemented" in capsys.readouterr().err
+
+
+def test_a_diverging_loss_stops_with_epoch_and_step_and_saves_nothing(digits_root, tmp_path):
+    args = [*quick_args(digits_root, tmp_path), "--model.init_args.lr=1e30"]
+    with pytest.raises(FloatingPointError, match=r"at epoch 0, step \d+"):
+        manual_run(["fit", *args])
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+# ---------------------------------------------------------------------------- make compare
+
+
+@pytest.mark.slow
+def test_compare_runs_both_loops_and_finds_identical_weights(digits_root, tmp_path, capsys):
+    result = compare.main(
+        [
+            "--config",
+            CNN_CONFIG,
+            f"--data.root={digits_root}",
+            "--trainer.max_steps=30",
+            "--trainer.precision=32-true",
+            "--output",
+            str(tmp_path / "compare"),
+        ]
+    )
+    assert result["max_weight_difference"] <= 1e-6
+    assert result["identical"]
+    table = capsys.readouterr().out
+    for row in ("val/acc", "optimizer steps", "train images/s", "peak memory", "bit-identical"):
+        assert row in table
+    assert result["summaries"]["manual"]["optimizer steps"] == 30
+    assert (tmp_path / "compare" / "curves.png").stat().st_size > 10_000
