@@ -168,7 +168,7 @@ def test_resume_across_the_unfreeze_keeps_groups_and_lrs(digits_root, tmp_path):
             ),
         ]
     )
-    last = Path(first.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    last = str(Path(first.trainer.checkpoint_callback.dirpath) / "last.ckpt")
     assert first.model.network.backbone_frozen  # the checkpoint was taken before the unfreeze
     # A project .ckpt is also a weights source: its backbone goes into a new model, head excluded.
     transferred = ResNetTransfer(num_classes=3, weights=last)

@@ -4,7 +4,7 @@ Weight sources (``weights``):
   - a torchvision weights name: "IMAGENET1K_V1" ("ResNet18_Weights.IMAGENET1K_V1", "DEFAULT");
     read from $TORCH_HOME/hub/checkpoints/<file> (TORCH_HOME: ~/.cache/torch), else downloaded;
   - a local file: a ``.pth`` state_dict of torchvision's resnet18, or a ``.ckpt`` written by this
-    project's ``fit`` (only its backbone is taken; the head is new, for the new classes);
+    project's ``fit``, Lightning or manual loop (only its backbone is taken; the head is new);
   - null / "none": random initialisation.
 
 Offline: put the file torchvision expects (resnet18-f37072fd.pth for IMAGENET1K_V1) in
@@ -23,7 +23,9 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-CHECKPOINT_PREFIX = "network.backbone."  # where a project .ckpt keeps the backbone's tensors
+from project.checkpoints import CheckpointError, network_state
+
+BACKBONE_PREFIX = "backbone."  # ResNetTransfer's backbone keys in a project checkpoint
 DOWNLOAD_TIMEOUT_S = 20
 
 
@@ -74,16 +76,19 @@ def read_local_weights(path: Path) -> dict[str, torch.Tensor]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({error})") from error
-    if "state_dict" in loaded:  # a Lightning checkpoint of this project
-        state = loaded["state_dict"]
+    if "state_dict" in loaded or "model" in loaded:  # a project checkpoint, from either loop
+        try:
+            state = network_state(loaded, path)
+        except CheckpointError as error:
+            raise WeightsError(str(error)) from None
         backbone = {
-            k[len(CHECKPOINT_PREFIX) :]: v
-            for k, v in state.items()
-            if k.startswith(CHECKPOINT_PREFIX)
+            key.removeprefix(BACKBONE_PREFIX): tensor
+            for key, tensor in state.items()
+            if key.startswith(BACKBONE_PREFIX)
         }
         if not backbone:
             raise WeightsError(
-                f"{path}: checkpoint holds no {CHECKPOINT_PREFIX}* tensors (not a ResNet run?)"
+                f"{path}: checkpoint holds no {BACKBONE_PREFIX}* tensors (not a ResNet run?)"
             )
         return backbone
     return loaded
