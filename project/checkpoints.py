@@ -118,12 +118,17 @@ def load_network_weights(network: torch.nn.Module, path: str | Path) -> dict:
     mismatched keys and shapes, never a silent partial load.
     """
     checkpoint = load_checkpoint(path)
+    fill_network(network, network_state(checkpoint, path), path)
+    return checkpoint
+
+
+def fill_network(network: torch.nn.Module, state: dict, path: str | Path) -> None:
+    """``network.load_state_dict(state)``, strict, with an error that names the file."""
     try:
-        network.load_state_dict(network_state(checkpoint, path), strict=True)
+        network.load_state_dict(state, strict=True)
     except RuntimeError as error:  # PyTorch lists the missing, unexpected and resized keys
         message = f"{path}: does not fit this model, mismatched keys: {error}"
         raise CheckpointError(message) from None
-    return checkpoint
 
 
 # ---------------------------------------------------------------------------- random states

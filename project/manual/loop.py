@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from project.checkpoints import (
     CheckpointError,
+    fill_network,
     load_checkpoint,
     restore_rng_states,
     rng_states,
@@ -221,7 +222,7 @@ def fit(
                 f"{resume_from}: not a manual-loop checkpoint (resume a Lightning .ckpt with "
                 f"python -m project fit --ckpt_path)"
             )
-        network.load_state_dict(state["model"])
+        fill_network(network, state["model"], resume_from)  # strict: same architecture only
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
