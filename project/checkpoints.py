@@ -10,6 +10,8 @@ Two formats live side by side, and each loop reads both:
   ``"optimizer"``, ``"scheduler"``, ``"scaler"``, ``"epoch"``, ``"rng_states"``...
 
 ``network_state`` maps either one to the network's own keys; ``lightning_state_dict`` maps back.
+``AtomicCheckpointIO`` makes Lightning read and write through the same two functions as the manual
+loop (``save_atomic``, ``load_checkpoint``); ``newest_last_checkpoint`` is what ``last`` means.
 
 Every read uses ``torch.load(weights_only=True)``: a checkpoint is a pickle, and a full unpickler
 runs whatever code the file's author put in it. Every write goes to a temporary file in the same
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 NETWORK_PREFIX = "network."  # ImageClassifier stores the plain nn.Module as self.network
 
@@ -35,8 +38,15 @@ class CheckpointError(RuntimeError):
 
 
 def save_atomic(checkpoint: dict, path: str | Path) -> Path:
-    """torch.save ``checkpoint`` to ``path`` so that readers only ever see a complete file."""
+    """torch.save ``checkpoint`` to ``path`` so that readers only ever see a complete file.
+
+    Refuses weights that are NaN or infinite: a diverged run must never become "best" or "last".
+    """
     path = Path(path)
+    weights = checkpoint.get("state_dict") or checkpoint.get("model") or {}
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise FloatingPointError(f"not saving {path}: non-finite weights in {broken[:3]}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the target: os.replace is atomic only within one filesystem. The leading dot
     # and the suffix keep a temporary file left by a crash from ever looking like a checkpoint.
@@ -86,6 +96,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(checkpoint).__name__})")
     return checkpoint
+
+
+def newest_last_checkpoint(run_folders: list[Path], description: str) -> Path:
+    """The most recently written ``checkpoints/last.ckpt`` among ``run_folders``.
+
+    A restart opens a new log version, so "last" means the newest file across the versions, not
+    the (still empty) folder of the new one. Temporary files (``.last.ckpt.<pid>.tmp``) never match.
+    """
+    candidates = [
+        folder / "checkpoints" / "last.ckpt"
+        for folder in run_folders
+        if (folder / "checkpoints" / "last.ckpt").is_file()
+    ]
+    if not candidates:
+        raise CheckpointError(f"no last.ckpt under {description}: nothing to resume")
+    return max(candidates, key=lambda path: path.stat().st_mtime)
 
 
 def network_state(checkpoint: dict, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
@@ -154,3 +180,19 @@ def restore_rng_states(states: dict) -> None:
     np.random.set_state((name, keys.numpy(), *rest))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reads and writes, done by ``load_checkpoint`` and ``save_atomic``.
+
+    Lightning's own writer may stage the file on another filesystem; this one writes next to the
+    target, fsyncs and renames. Reads default to weights_only=True and name the file on failure.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        save_atomic(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict:
+        if weights_only is False:  # the user's explicit choice (--weights_only false) for a file
+            return torch.load(path, map_location=map_location, weights_only=False)  # they trust
+        return load_checkpoint(path, map_location or "cpu")

@@ -82,6 +82,11 @@ class ImageClassifier(LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
+        if not torch.isfinite(loss):  # stop before a NaN reaches the weights (or a checkpoint)
+            raise FloatingPointError(
+                f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: "
+                "training stopped (lower the learning rate?)"
+            )
         self.train_acc(logits, labels)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)

@@ -15,7 +15,13 @@ import sys
 from project.checkpoints import CheckpointError, load_network_weights
 from project.data.datasets import DataError
 from project.data.images import ImageLoadError
-from project.manual.loop import evaluate, fit, loss_function
+from project.manual.loop import (
+    TrainingInterrupted,
+    evaluate,
+    fit,
+    loss_function,
+    stop_requests,
+)
 from project.manual.settings import (
     ConfigError,
     build_data_and_model,
@@ -39,7 +45,10 @@ def run(args: list[str] | None = None):
     seed_everything(config.seed_everything)  # before the model is built: same initial weights
     data, classifier = build_data_and_model(config)
     if config.stage == "fit":
-        return fit(settings, data, classifier, config.resume, plain_config(config))
+        with stop_requests() as stop_request:  # SIGTERM / Ctrl-C: stop after the step, save
+            return fit(
+                settings, data, classifier, config.resume, plain_config(config), stop_request
+            )
 
     if config.ckpt_path is None:
         raise ConfigError(f"{config.stage} needs --ckpt_path (a manual or Lightning checkpoint)")
@@ -60,6 +69,9 @@ def main(args: list[str] | None = None) -> None:
     except (ConfigError, CheckpointError, DataError, ImageLoadError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)  # the user's input, not a bug: no traceback
         raise SystemExit(2) from None
+    except TrainingInterrupted as stopped:
+        print(str(stopped), file=sys.stderr)
+        raise SystemExit(143 if "SIGTERM" in str(stopped) else 130) from None  # 128 + signal
 
 
 if __name__ == "__main__":

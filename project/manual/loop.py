@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from project.checkpoints import (
     CheckpointError,
     fill_network,
     load_checkpoint,
+    newest_last_checkpoint,
     restore_rng_states,
     rng_states,
     save_atomic,
@@ -39,6 +41,34 @@ from project.manual.settings import CheckpointSettings, EarlyStoppingSettings, L
 from project.optim import build_optimizer, build_scheduler
 
 LOOP_FORMAT = "project.manual"  # marks our checkpoints, so a Lightning .ckpt is never resumed here
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or Ctrl-C stopped training after a step; last.ckpt holds that step."""
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """SIGTERM and Ctrl-C ask the loop to stop after the current step (a dict flag it reads).
+
+    Lightning: its signal connector does this for SIGTERM, and catches KeyboardInterrupt.
+    Handlers can only be installed from the main thread; elsewhere the default behaviour stays.
+    """
+    request = {"signal": None}
+
+    def ask_to_stop(signum, frame):
+        request["signal"] = signal.Signals(signum).name
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    try:
+        previous = {s: signal.signal(s, ask_to_stop) for s in signals}
+    except ValueError:  # not the main thread
+        previous = {}
+    try:
+        yield request
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @dataclass
@@ -124,12 +154,10 @@ def next_log_dir(settings: LoopSettings) -> Path:
 
 def find_last_checkpoint(settings: LoopSettings) -> Path:
     """``--resume last``: the most recently written last.ckpt of this run name's manual runs."""
-    candidates = list(settings.log_root.glob("manual_version_*/checkpoints/last.ckpt"))
+    folders = sorted(settings.log_root.glob("manual_version_*"))
     if settings.log_version is not None:
-        candidates += list(next_log_dir(settings).glob("checkpoints/last.ckpt"))
-    if not candidates:
-        raise CheckpointError(f"--resume last: no manual-loop last.ckpt under {settings.log_root}")
-    return max(candidates, key=lambda path: path.stat().st_mtime)
+        folders.append(next_log_dir(settings))
+    return newest_last_checkpoint(folders, f"{settings.log_root}/manual_version_*")
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -170,8 +198,12 @@ def fit(
     classifier: ImageClassifier,
     resume: str | Path | None = None,
     config: dict | None = None,
+    stop_request: dict | None = None,
 ) -> FitResult:
-    """Train ``classifier.network`` on ``data``; returns the history and checkpoint paths."""
+    """Train ``classifier.network`` on ``data``; returns the history and checkpoint paths.
+
+    ``stop_request``: the flag ``stop_requests()`` sets on SIGTERM / Ctrl-C (see __main__.py).
+    """
     # ---- set-up (Lightning: Trainer(...) and the start of trainer.fit) ------------------------
     device = settings.device
     if settings.deterministic:
@@ -237,7 +269,7 @@ def fit(
     writer = SummaryWriter(log_dir)  # Lightning: TensorBoardLogger; the same tag names below
     print(f"logging to {log_dir}")
 
-    def save(path: Path, metrics: dict[str, float]) -> Path:
+    def save(path: Path, metrics: dict[str, float], mid_epoch: dict | None = None) -> Path:
         """Everything needed to continue exactly (Lightning: trainer.save_checkpoint)."""
         checkpoint = {
             "loop": LOOP_FORMAT,
@@ -252,6 +284,9 @@ def fit(
             "stop_best": stop_best,
             "stop_wait": stop_wait,
             "metrics": metrics,
+            # Set when a signal stopped the run inside an epoch: where in the epoch, and the
+            # random state at the epoch's start, which replays the same data order on resume.
+            "mid_epoch": mid_epoch,
             "rng_states": rng_states(),
             "hyper_parameters": lightning_hyperparameters(classifier),
             # Lightning's loader reads this key to decide on format migrations; with it, the
@@ -268,9 +303,11 @@ def fit(
     if settings.num_sanity_val_steps and epoch == 0:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             evaluate(network, val_loader, loss_fn, settings, settings.num_sanity_val_steps)
+    mid_epoch = None  # where a signal stopped the previous run inside an epoch
     if resume_from is not None:
         # Restored last: the shuffles, augmentations and dropout masks continue the old sequence.
-        restore_rng_states(state["rng_states"])
+        mid_epoch = state["mid_epoch"]
+        restore_rng_states(mid_epoch["epoch_start_rng"] if mid_epoch else state["rng_states"])
 
     # ---- the epochs (Lightning: fit_loop) -----------------------------------------------------
     stop_reason = "max_epochs"
@@ -284,8 +321,19 @@ def fit(
             network.set_backbone_frozen(classifier.frozen_at(epoch))
         network.train()  # dropout on, BatchNorm learns batch statistics (Lightning: model.train())
         train_loss_sum, train_correct, train_seen = 0.0, 0, 0
+        epoch_start_rng = rng_states()  # kept for a mid-epoch checkpoint
+        skip = 0
+        if mid_epoch:  # resuming inside this epoch
+            skip = mid_epoch["batches_done"]
+            train_loss_sum, train_correct, train_seen = mid_epoch["train_sums"]
 
-        for images, labels in train_loader:  # a new shuffled order every epoch
+        for batch_index, (images, labels) in enumerate(train_loader):  # new order every epoch
+            if batch_index < skip:
+                # These batches were trained before the stop. Fetching them again replays the
+                # data order and augmentations; then the random state of the stop takes over.
+                if batch_index == skip - 1:
+                    restore_rng_states(state["rng_states"])
+                continue
             # One device for the model and the batch (Lightning: transfer_batch_to_device).
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
@@ -326,8 +374,21 @@ def fit(
                 writer.add_scalar("train/loss", loss_value, global_step - 1)
                 for name, lr in learning_rates.items():  # Lightning: LearningRateMonitor
                     writer.add_scalar(f"lr/{name}", lr, global_step - 1)
+            if stop_request and stop_request["signal"]:  # SIGTERM or Ctrl-C during this step
+                mid_epoch = {
+                    "batches_done": batch_index + 1,
+                    "train_sums": (train_loss_sum, train_correct, train_seen),
+                    "epoch_start_rng": epoch_start_rng,
+                }
+                path = save(checkpoint_dir / "last.ckpt", {}, mid_epoch)
+                writer.close()
+                raise TrainingInterrupted(
+                    f"stopped by {stop_request['signal']} at epoch {epoch}, step {global_step}; "
+                    f"saved {path}: continue with --resume last"
+                )
             if settings.max_steps != -1 and global_step >= settings.max_steps:
                 break
+        mid_epoch = None
 
         if interval == "epoch":
             scheduler.step()  # per-epoch schedules (Lightning: lr_scheduler interval "epoch")
