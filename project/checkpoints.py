@@ -84,12 +84,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):  # not a pickle at all
+            raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
         # weights_only refuses anything that is not plain data: never retry without it.
+        reason = str(error).split("\n\n")[-1].strip().splitlines()[0]
         raise CheckpointError(
             f"{path}: refused, it holds objects other than tensors and plain values "
-            f"(weights_only=True): {error}"
+            f"(weights_only=True): {reason}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # torch raises many types for damaged files (even KeyError)
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or not a PyTorch file): {error}"
         ) from None

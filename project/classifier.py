@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from project.checkpoints import (
+    fill_network,
     lightning_state_dict,
     network_state,
     restore_rng_states,
@@ -139,6 +140,10 @@ class ImageClassifier(LightningModule):
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        path = getattr(self._trainer, "ckpt_path", None) or "checkpoint"
+        # Strict, before Lightning loads it: another architecture or class count is an error
+        # that names the file and lists the mismatched keys and shapes.
+        fill_network(self.network, network_state(checkpoint, path), path)
         if "state_dict" not in checkpoint:  # a manual-loop checkpoint: plain network keys
             checkpoint["state_dict"] = lightning_state_dict(network_state(checkpoint))
         resuming_fit = self._trainer is not None and self.trainer.state.fn == "fit"

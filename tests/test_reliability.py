@@ -1,0 +1,281 @@
+"""Bad checkpoints, crashes, signals, in both loops: clear errors, nothing lost, nothing executed.
+
+The crash tests run the real entry points as subprocesses and kill them (SIGKILL, SIGTERM), then
+resume from what is on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from project.checkpoints import (
+    CheckpointError,
+    load_checkpoint,
+    newest_last_checkpoint,
+    save_atomic,
+)
+from project.cli import main as lightning_main
+from project.manual.__main__ import main as manual_main
+from project.manual.__main__ import run as manual_run
+from project.models.cnn import SmallCNN
+from project.models.resnet import ResNetTransfer, WeightsError
+
+from .test_cli import REPO, quick_args
+
+
+class CreatesMarker:
+    """Unpickling this runs code: it creates ``marker``. weights_only=True must refuse it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"import pathlib; pathlib.Path({str(self.marker)!r}).touch()",))
+
+
+def lightning_style_checkpoint(num_classes: int = 10) -> dict:
+    state = {f"network.{k}": v for k, v in SmallCNN(num_classes).state_dict().items()}
+    return {"state_dict": state, "pytorch-lightning_version": "2.6.6"}
+
+
+@pytest.fixture
+def malicious_checkpoint(tmp_path) -> tuple[Path, Path]:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "malicious.ckpt"
+    torch.save({**lightning_style_checkpoint(), "payload": CreatesMarker(marker)}, path)
+    # The payload is live: a full unpickler runs it (this is what every load here must avoid).
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    return path, marker
+
+
+# ---------------------------------------------------------------------------- bad checkpoints
+
+
+def test_a_code_carrying_checkpoint_is_refused_everywhere(
+    malicious_checkpoint, digits_root, tmp_path, capsys
+):
+    path, marker = malicious_checkpoint
+    args = quick_args(digits_root, tmp_path / "logs")
+    for entry_point, stage in (
+        (lightning_main, ["test", *args, "--ckpt_path", str(path)]),
+        (lightning_main, ["fit", *args, "--ckpt_path", str(path)]),
+        (manual_main, ["test", *args, "--ckpt_path", str(path)]),
+        (manual_main, ["fit", *args, "--resume", str(path)]),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            entry_point(stage)
+        assert stopped.value.code == 2
+        error = capsys.readouterr().err
+        assert f"{path}: refused" in error and "weights_only=True" in error
+    with pytest.raises(WeightsError):
+        ResNetTransfer(num_classes=3, weights=str(path))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero bytes", "not a checkpoint"])
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_it(damage, digits_root, tmp_path, capsys):
+    path = tmp_path / "damaged.ckpt"
+    torch.save(lightning_style_checkpoint(), path)
+    content = path.read_bytes()
+    path.write_bytes(
+        {"truncated": content[: len(content) // 2], "zero bytes": b"", "not a checkpoint": b"hi"}[
+            damage
+        ]
+    )
+    args = quick_args(digits_root, tmp_path / "logs")
+    for entry_point in (lightning_main, manual_main):
+        with pytest.raises(SystemExit) as stopped:
+            entry_point(["test", *args, "--ckpt_path", str(path)])
+        assert stopped.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(errors) == 1, errors  # one line, no traceback
+        assert errors[0].startswith(f"error: {path}: not a readable checkpoint")
+
+
+def test_a_checkpoint_of_another_class_count_lists_the_mismatched_shapes(
+    digits_root, tmp_path, capsys
+):
+    path = tmp_path / "five_classes.ckpt"
+    torch.save(lightning_style_checkpoint(num_classes=5), path)  # the data has 10 classes
+    args = quick_args(digits_root, tmp_path / "logs")
+    for entry_point in (lightning_main, manual_main):
+        with pytest.raises(SystemExit) as stopped:
+            entry_point(["test", *args, "--ckpt_path", str(path)])
+        assert stopped.value.code == 2
+        error = capsys.readouterr().err
+        assert "does not fit this model" in error and "size mismatch for head.1.weight" in error
+
+
+# ---------------------------------------------------------------------------- atomic writes
+
+
+def test_a_crash_during_a_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    path = save_atomic({"model": {"w": torch.ones(3)}}, tmp_path / "last.ckpt")
+
+    def crash_halfway(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic({"model": {"w": torch.zeros(3)}}, path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # the temporary file is gone
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    path = tmp_path / "best.ckpt"
+    with pytest.raises(FloatingPointError, match="non-finite weights"):
+        save_atomic({"state_dict": {"network.w": torch.tensor([1.0, float("nan")])}}, path)
+    assert not path.exists()
+
+
+def test_a_stale_temporary_file_is_never_taken_for_last(tmp_path):
+    old = save_atomic({"model": {}}, tmp_path / "version_0" / "checkpoints" / "last.ckpt")
+    stale = tmp_path / "version_1" / "checkpoints" / ".last.ckpt.12345.tmp"  # a kill -9 mid-save
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    folders = sorted(tmp_path.glob("version_*"))
+    assert newest_last_checkpoint(folders, "test") == old
+    with pytest.raises(CheckpointError, match="no last.ckpt under"):
+        newest_last_checkpoint(folders[1:], "version_1")
+
+
+def test_lightning_stops_on_a_nan_loss_and_saves_nothing(digits_root, tmp_path, capsys):
+    args = [*quick_args(digits_root, tmp_path), "--model.init_args.lr=1e30"]
+    with pytest.raises(SystemExit) as stopped:
+        lightning_main(["fit", *args])
+    assert stopped.value.code == 1
+    assert "at epoch 0, step" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+# ---------------------------------------------------------------------------- kill and resume
+
+
+def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
+    """``python -m module fit args`` in the background, output to ``log``."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, "fit", *args],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+
+
+def wait_for(condition, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(
+                f"the run ended or stalled before the condition:\n{log.read_text()[-3000:]}"
+            )
+        time.sleep(0.02)
+
+
+def last_epoch(folder: Path) -> int:
+    """The ``epoch`` of the newest last.ckpt under ``folder`` (-1 while there is none)."""
+    files = list(folder.rglob("last.ckpt"))
+    return max((load_checkpoint(f)["epoch"] for f in files), default=-1)
+
+
+@pytest.mark.slow
+def test_lightning_resumes_after_kill_9(digits_root, tmp_path):
+    args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
+    process = start("project", args, tmp_path / "run.log")
+    wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = last_epoch(tmp_path)  # Lightning numbers the epoch a checkpoint was taken in
+    assert saved < 7, "the run finished before it was killed"
+
+    resumed = lightning_main(["fit", *args, "--ckpt_path", "last"])
+    assert resumed.trainer.current_epoch == 8
+    final = load_checkpoint(Path(resumed.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    steps_per_epoch = final["global_step"] // 8
+    assert final["epoch"] == 7 and final["global_step"] == 8 * steps_per_epoch
+    assert Path(resumed.trainer.log_dir).name == "version_1"  # a restart opens a new version
+
+
+@pytest.mark.slow
+def test_lightning_saves_last_on_sigterm_and_exits_non_zero(digits_root, tmp_path):
+    args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
+    log = tmp_path / "run.log"
+    process = start("project", args, log)
+    wait_for(lambda: last_epoch(tmp_path) >= 0, process, log)
+    last = next(tmp_path.rglob("last.ckpt"))
+    written_at_epoch_end = last.stat().st_mtime_ns
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    assert "stopped by SIGTERM" in log.read_text()
+    assert last.stat().st_mtime_ns > written_at_epoch_end  # written again, at the stop
+    assert load_checkpoint(last)["global_step"] > 0
+    resumed = lightning_main(["fit", *args, "--ckpt_path", "last"])
+    assert resumed.trainer.current_epoch == 8
+
+
+@pytest.fixture(scope="module")
+def manual_straight(digits_root, tmp_path_factory):
+    """The manual loop, 3 epochs uninterrupted, deterministic: what every resume must equal."""
+    folder = tmp_path_factory.mktemp("manual_straight")
+    args = [*quick_args(digits_root, folder), "--trainer.max_epochs=3"]
+    args.append("--trainer.deterministic=true")
+    result = manual_run(["fit", *args])
+    return load_checkpoint(result.last_checkpoint)["model"]
+
+
+def manual_args(digits_root: Path, folder: Path) -> list[str]:
+    return [
+        *quick_args(digits_root, folder),
+        "--trainer.max_epochs=3",
+        "--trainer.deterministic=true",
+    ]
+
+
+def assert_same_weights(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+@pytest.mark.slow
+def test_manual_loop_resumes_exactly_after_kill_9(manual_straight, digits_root, tmp_path):
+    args = manual_args(digits_root, tmp_path)
+    process = start("project.manual", args, tmp_path / "run.log")
+    wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")  # 1 epoch done
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last_epoch(tmp_path) < 3, "the run finished before it was killed"
+    resumed = manual_run(["fit", *args, "--resume", "last"])
+    assert_same_weights(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
+
+
+@pytest.mark.slow
+def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
+    manual_straight, digits_root, tmp_path
+):
+    args = manual_args(digits_root, tmp_path)
+    log = tmp_path / "run.log"
+    process = start("project.manual", args, log)
+    wait_for(lambda: "epoch   0 " in log.read_text(), process, log)
+    time.sleep(0.2)  # into epoch 1
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    assert "stopped by SIGTERM at epoch" in log.read_text()
+    stopped = load_checkpoint(next(tmp_path.rglob("last.ckpt")))
+    assert stopped["mid_epoch"] is not None  # taken inside an epoch, not at its end
+    resumed = manual_run(["fit", *args, "--resume", "last"])
+    assert_same_weights(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
