@@ -103,6 +103,16 @@ class ImageClassifierCLI(LightningCLI):
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
 
 
+def one_line(error: Exception) -> str:
+    """The error's own message. A DataLoader worker's error arrives wrapped in the worker's
+    traceback ("Caught ImageLoadError in DataLoader worker process 0 ..."): keep its last line."""
+    message = str(error).strip()
+    if "Original Traceback" in message:
+        last = message.splitlines()[-1]
+        message = last.split(f"{type(error).__name__}: ", 1)[-1]
+    return message
+
+
 def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
     """The entry point of ``python -m project``; tests call it with a list of arguments."""
     try:
@@ -119,7 +129,7 @@ def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
         )
     except (DataError, ImageLoadError, CheckpointError) as error:
         # A problem with the user's data or files, not a bug: one line, no traceback.
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
     except FloatingPointError as error:  # the loss diverged: nothing non-finite was saved
         print(f"error: {error}", file=sys.stderr)

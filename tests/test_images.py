@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from project.data.images import ImageLoadError, is_image_file, load_image, to_rgb
@@ -86,3 +88,46 @@ def test_image_extensions_are_case_insensitive_and_skip_hidden(tmp_path):
     assert is_image_file(tmp_path / "a.JPG") and is_image_file(tmp_path / "b.TiFf")
     assert not is_image_file(tmp_path / ".hidden.png")
     assert not is_image_file(tmp_path / "notes.txt")
+
+
+def test_a_header_claiming_a_huge_image_is_refused_as_a_bomb(tmp_path):
+    from .test_check import png_header_claiming
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_claiming(100_000, 100_000))  # 10^10 pixels, 33 bytes on disk
+    with pytest.raises(ImageLoadError, match="bomb.png: refused as a possible decompression bomb"):
+        load_image(path)
+
+
+def test_an_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (4, 4), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "animated.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with Image.open(path) as image:
+        assert image.n_frames == 2
+    tensor = load_image(path)
+    assert tensor[0].float().mean() > 200 and tensor[2].float().mean() < 50  # red, not blue
+
+
+# Random bytes, alone or behind a real PNG/JPEG/GIF signature, as image files: load_image either
+# returns an RGB uint8 tensor or raises ImageLoadError naming the file, never anything else.
+SIGNATURES = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM", b"II*\x00"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prefix=st.sampled_from(SIGNATURES), body=st.binary(max_size=2048), real=st.booleans())
+def test_random_bytes_give_an_image_or_the_projects_own_error(tmp_path_factory, prefix, body, real):
+    folder = tmp_path_factory.mktemp("fuzz")
+    if real:  # the start of a real image, then noise: reaches deeper into the decoders
+        whole = save_image(folder / "real.png", size=(9, 7)).read_bytes()
+        content = whole[: len(body) % len(whole)] + body
+    else:
+        content = prefix + body
+    path = folder / "fuzz.png"
+    path.write_bytes(content)
+    try:
+        tensor = load_image(path)
+    except ImageLoadError as error:
+        assert str(error).startswith(str(path))
+        return
+    assert tensor.dtype == torch.uint8 and tensor.ndim == 3 and tensor.shape[0] == 3

@@ -13,6 +13,7 @@ Both training loops use it (the Lightning Trainer and the plain loop in project/
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from project.data.datasets import (
     ImageDataset,
     Sample,
     UnlabeledImageDataset,
+    drop_unreadable,
     keep_classes,
     scan_class_folders,
     scan_csv,
@@ -66,6 +68,8 @@ class ImageDataModule(LightningDataModule):
         num_workers: int | None = None,
         cache_images: bool = False,
         pin_memory: bool | None = None,
+        skip_invalid: bool = False,
+        allow_paths_outside_root: bool = False,
     ):
         """
         Args:
@@ -84,6 +88,10 @@ class ImageDataModule(LightningDataModule):
             num_workers: DataLoader worker processes; null for min(4, CPU cores - 1).
             cache_images: decode every image once into memory (for datasets that fit in RAM).
             pin_memory: page-locked batches for faster GPU copies; null: when CUDA is available.
+            skip_invalid: decode every file once when the data is scanned and leave out the
+                unreadable ones, with one warning that counts and names them (default: the
+                first unreadable file is an error; ``python -m project check`` lists them all).
+            allow_paths_outside_root: let CSV rows use absolute paths or ``..`` out of ``root``.
         """
         super().__init__()
         if (mean is None) != (std is None):
@@ -113,7 +121,9 @@ class ImageDataModule(LightningDataModule):
         self.prepare_data()  # the class count is needed before the Trainer exists (CLI link)
         hp, root = self.hparams, self.root
         if hp.csv_file is not None:
-            samples, names = scan_csv(Path(hp.csv_file), root)
+            samples, names = scan_csv(
+                Path(hp.csv_file), root, allow_outside_root=hp.allow_paths_outside_root
+            )
             by_split = {"all": samples}
         elif (root / "train").is_dir() and (root / "val").is_dir():
             train, names = scan_class_folders(root / "train")
@@ -124,6 +134,8 @@ class ImageDataModule(LightningDataModule):
         else:
             samples, names = scan_class_folders(root)
             by_split = {"all": samples}
+        if hp.skip_invalid:
+            by_split = {split: self._readable(samples) for split, samples in by_split.items()}
         if hp.classes is not None:
             kept = {s: keep_classes(samples, names, hp.classes) for s, samples in by_split.items()}
             by_split = {split: samples for split, (samples, _) in kept.items()}
@@ -138,6 +150,21 @@ class ImageDataModule(LightningDataModule):
                 for split, indices in zip(SPLITS, split_indices, strict=True)
             }
         self._samples, self._class_names = by_split, names
+
+    @staticmethod
+    def _readable(samples: list[Sample]) -> list[Sample]:
+        """skip_invalid: the samples whose files decode, and one warning about the others."""
+        kept, errors = drop_unreadable(samples)
+        if errors:
+            first = "; ".join(str(error) for error in errors[:3])
+            warnings.warn(
+                f"skip_invalid: left out {len(errors)} unreadable image file(s) of "
+                f"{len(samples)}, e.g. {first}",
+                stacklevel=2,
+            )
+        if not kept:
+            raise DataError("skip_invalid: no readable image files left")
+        return kept
 
     @staticmethod
     def _scan_with_classes(folder: Path, class_names: list[str]) -> list[Sample]:

@@ -7,7 +7,8 @@ This is the workshop's Dataset exercise written out (not a wrapper of torchvisio
     image, label = dataset[0]                                  # uint8 3xHxW tensor (or transformed)
 
 Every problem found while building a dataset raises DataError with the file, row or folder in the
-message, before any training starts.
+message, before any training starts. The data check (project/data/check.py) runs the same scans with
+a ``problems`` list instead, to report every problem at once rather than stop at the first.
 """
 
 from __future__ import annotations
@@ -33,13 +34,24 @@ class DataError(ValueError):
 # ----------------------------------------------------------------------------- scanning sources
 
 
-def find_images(folder: Path) -> list[Path]:
+def find_images(folder: Path, skipped: list[str] | None = None) -> list[Path]:
     """All image files under ``folder`` (any depth), sorted, hidden files and folders skipped.
 
     Symlinked folders are not followed: a link that loops or leaves the tree cannot hang the scan.
+    ``skipped``, when given, receives a line for every hidden entry and non-image file passed over.
     """
     found = []
     for directory, subdirectories, files in os.walk(folder, followlinks=False):
+        if skipped is not None:
+            here = Path(directory)
+            skipped.extend(
+                f"{here / d}: hidden folder, skipped" for d in subdirectories if is_hidden(d)
+            )
+            skipped.extend(
+                f"{here / f}: {'hidden file' if is_hidden(f) else 'not an image file'}, skipped"
+                for f in files
+                if not is_image_file(Path(f))
+            )
         subdirectories[:] = sorted(d for d in subdirectories if not is_hidden(d))
         found.extend(Path(directory) / f for f in files if is_image_file(Path(f)))
     return sorted(found)
@@ -55,19 +67,32 @@ def class_folders(root: Path) -> list[str]:
     return names
 
 
-def scan_class_folders(root: Path) -> tuple[list[Sample], list[str]]:
+def report_or_raise(problems: list[DataError] | None, error: DataError) -> None:
+    """Collect ``error`` when a problems list is given (the data check), else raise it."""
+    if problems is None:
+        raise error
+    problems.append(error)
+
+
+def scan_class_folders(
+    root: Path, problems: list[DataError] | None = None, skipped: list[str] | None = None
+) -> tuple[list[Sample], list[str]]:
     """Samples from ``root/<class>/**/<image>``; every class folder must hold at least one image."""
     class_names = class_folders(root)
     samples: list[Sample] = []
     for index, name in enumerate(class_names):
-        images = find_images(root / name)
+        images = find_images(root / name, skipped)
         if not images:
-            raise DataError(f"{root / name}: class folder holds no image files")
+            report_or_raise(
+                problems, DataError(f"{root / name}: class folder holds no image files")
+            )
         samples.extend((path, index) for path in images)
     return samples, class_names
 
 
-def read_csv_labels(csv_file: Path) -> list[tuple[int, str, str]]:
+def read_csv_labels(
+    csv_file: Path, problems: list[DataError] | None = None
+) -> list[tuple[int, str, str]]:
     """The rows of a ``path,label`` CSV as (line number, path, label), checked for shape."""
     if not csv_file.is_file():
         raise DataError(f"CSV file not found: {csv_file}")
@@ -84,16 +109,25 @@ def read_csv_labels(csv_file: Path) -> list[tuple[int, str, str]]:
             line = reader.line_num
             path, label = (row["path"] or "").strip(), (row["label"] or "").strip()
             if not path or not label:
-                raise DataError(f"{csv_file}, line {line}: empty path or label")
+                report_or_raise(
+                    problems, DataError(f"{csv_file}, line {line}: empty path or label")
+                )
+                continue
             rows.append((line, path, label))
     if not rows:
         raise DataError(f"{csv_file}: no rows after the header")
     return rows
 
 
-def resolve_inside(root: Path, relative: str, where: str) -> Path:
-    """``root / relative``, refusing absolute paths and ``..`` escapes out of ``root``."""
+def resolve_inside(root: Path, relative: str, where: str, allow_outside: bool = False) -> Path:
+    """``root / relative``, refusing absolute paths and ``..`` escapes out of ``root``.
+
+    ``allow_outside`` (the ``data.allow_paths_outside_root`` option) accepts both, for a CSV that
+    deliberately points elsewhere; the default keeps a downloaded CSV from reading any file.
+    """
     path = Path(relative)
+    if allow_outside:
+        return path if path.is_absolute() else root / path
     if path.is_absolute():
         raise DataError(f"{where}: absolute path {relative!r}; paths must be relative to {root}")
     resolved = (root / path).resolve()
@@ -102,22 +136,52 @@ def resolve_inside(root: Path, relative: str, where: str) -> Path:
     return root / path
 
 
-def scan_csv(csv_file: Path, root: Path) -> tuple[list[Sample], list[str]]:
+def scan_csv(
+    csv_file: Path,
+    root: Path,
+    problems: list[DataError] | None = None,
+    allow_outside_root: bool = False,
+) -> tuple[list[Sample], list[str]]:
     """Samples from a CSV of ``path,label``; labels are class names, paths relative to ``root``.
 
     Every distinct label is a class (sorted); ``keep_classes`` narrows them to a chosen subset.
+    A file listed twice is an error: it could land in both the training and the test split.
     """
-    rows = read_csv_labels(csv_file)
+    rows = read_csv_labels(csv_file, problems)
     class_names = sorted({label for _, _, label in rows})
     index_of = {name: i for i, name in enumerate(class_names)}
     samples: list[Sample] = []
+    first_line: dict[Path, int] = {}
     for line, relative, label in rows:
         where = f"{csv_file}, line {line}"
-        path = resolve_inside(root, relative, where)
-        if not path.is_file():
-            raise DataError(f"{where}: image file not found: {path}")
+        try:
+            path = resolve_inside(root, relative, where, allow_outside_root)
+            if not path.is_file():
+                raise DataError(f"{where}: image file not found: {path}")
+            if path.resolve() in first_line:
+                raise DataError(
+                    f"{where}: {relative!r} is listed again (first on line "
+                    f"{first_line[path.resolve()]})"
+                )
+        except DataError as error:
+            report_or_raise(problems, error)
+            continue
+        first_line[path.resolve()] = line
         samples.append((path, index_of[label]))
     return samples, class_names
+
+
+def drop_unreadable(samples: list[Sample]) -> tuple[list[Sample], list[ImageLoadError]]:
+    """Decode every sample once; the readable ones, and the errors of the others."""
+    kept, errors = [], []
+    for path, label in samples:
+        try:
+            load_image(path)
+        except ImageLoadError as error:
+            errors.append(error)
+            continue
+        kept.append((path, label))
+    return kept, errors
 
 
 def keep_classes(

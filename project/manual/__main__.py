@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from project.checkpoints import CheckpointError, load_network_weights
+from project.cli import one_line
 from project.data.datasets import DataError
 from project.data.images import ImageLoadError
 from project.manual.loop import (
@@ -67,7 +68,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         run(args)
     except (ConfigError, CheckpointError, DataError, ImageLoadError, FloatingPointError) as error:
-        print(f"error: {error}", file=sys.stderr)  # the user's input, not a bug: no traceback
+        print(f"error: {one_line(error)}", file=sys.stderr)  # the user's input: no traceback
         raise SystemExit(2) from None
     except TrainingInterrupted as stopped:
         print(str(stopped), file=sys.stderr)
