@@ -81,6 +81,8 @@ def load_image(path: str | Path) -> torch.Tensor:
     except FileNotFoundError as error:
         raise ImageLoadError(f"{path}: file not found") from error
     except UnidentifiedImageError as error:
+        if path.stat().st_size == 0:
+            raise ImageLoadError(f"{path}: empty file (0 bytes)") from error
         raise ImageLoadError(f"{path}: not an image file PIL can read") from error
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         message = f"{path}: refused as a possible decompression bomb ({error})"
