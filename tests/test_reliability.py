@@ -279,3 +279,29 @@ def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
     assert stopped["mid_epoch"] is not None  # taken inside an epoch, not at its end
     resumed = manual_run(["fit", *args, "--resume", "last"])
     assert_same_weights(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, status", [("project", 1), ("project.manual", 130)])
+def test_ctrl_c_saves_last_and_stops_cleanly(module, status, digits_root, tmp_path):
+    args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
+    log = tmp_path / "run.log"
+    process = start(module, args, log)
+    wait_for(lambda: last_epoch(tmp_path) >= (0 if module == "project" else 1), process, log)
+    last = next(tmp_path.rglob("last.ckpt"))
+    written_at_epoch_end = last.stat().st_mtime_ns
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == status
+    assert last.stat().st_mtime_ns > written_at_epoch_end
+    assert "Traceback" not in log.read_text()
+
+
+def test_an_unknown_config_key_is_an_error_naming_it(tmp_path, capsys):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("trainer:\n  max_epoch: 3\n")
+    with pytest.raises(SystemExit) as stopped:
+        lightning_main(
+            ["fit", "--config", str(REPO / "configs" / "cnn.yaml"), "--config", str(typo)]
+        )
+    assert stopped.value.code != 0
+    assert "trainer.max_epoch" in capsys.readouterr().err
