@@ -8,11 +8,15 @@ import sys
 
 
 def run() -> None:
+    # Separate paths: checking data and exporting a model need no Trainer.
     if sys.argv[1:2] == ["check"]:
-        # A separate path: checking data needs neither a model nor a Trainer.
         from project.data.check import main as check
 
         raise SystemExit(check(sys.argv[2:]))
+    if sys.argv[1:2] == ["export"]:
+        from project.export import main as export
+
+        raise SystemExit(export(sys.argv[2:]))
     from project.cli import main
 
     main()

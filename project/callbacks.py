@@ -4,6 +4,8 @@ PredictionWriter: ``predict`` writes a CSV with one row per image: path, predict
 the model's probability for it.
 CheckpointOnInterrupt: on SIGTERM (a cluster's pre-emption) or Ctrl-C, saves last.ckpt before the
 process exits, so ``--ckpt_path last`` continues the run.
+ValidationFigures: logs ``val/confusion_matrix`` and ``val/predictions`` images at every validation.
+HyperparametersWithMetrics: the run's settings with hp/best_val_acc and hp/final_val_loss (HPARAMS).
 EpochTimer: logs ``time/epoch_seconds``, the wall time of each training epoch with its validation
 (the manual loop logs the same tag, so project/compare.py reads both runs the same way).
 """
@@ -14,10 +16,20 @@ import csv
 import time
 from pathlib import Path
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from project.figures import confusion_matrix
+from project.monitoring import (
+    FINAL_METRICS,
+    GRID_IMAGES,
+    hyperparameters,
+    write_validation_figures,
+)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -62,7 +74,8 @@ class EpochTimer(Callback):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning runs the epoch's validation before this hook, so it is included.
-        pl_module.log("time/epoch_seconds", time.perf_counter() - self.started)
+        # sync_dist: with several processes, their mean.
+        pl_module.log("time/epoch_seconds", time.perf_counter() - self.started, sync_dist=True)
 
 
 class CheckpointOnInterrupt(Callback):
@@ -85,3 +98,59 @@ class CheckpointOnInterrupt(Callback):
         path = Path(folder) / "last.ckpt"
         trainer.save_checkpoint(path)  # atomic (AtomicCheckpointIO); refuses non-finite weights
         rank_zero_info(f"{type(exception).__name__}: saved {path}")
+
+
+class ValidationFigures(Callback):
+    """At every validation end: the confusion matrix and a grid of predictions, as images."""
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.counts: torch.Tensor | None = None
+        self.first_batch = None
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if trainer.sanity_checking:
+            return
+        images, labels = batch
+        predicted = outputs["predicted"]
+        counts = confusion_matrix(predicted, labels, pl_module.hparams.num_classes)
+        self.counts = counts if self.counts is None else self.counts + counts
+        if self.first_batch is None:
+            self.first_batch = tuple(t[:GRID_IMAGES].cpu() for t in (images, predicted, labels))
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or self.counts is None:
+            return
+        counts = trainer.strategy.reduce(self.counts, reduce_op="sum")  # all processes' images
+        if trainer.is_global_zero and isinstance(trainer.logger, TensorBoardLogger):
+            data = trainer.datamodule
+            mean, std = data.normalization()
+            step = max(trainer.global_step - 1, 0)  # the step of this epoch's val/* scalars
+            write_validation_figures(
+                trainer.logger.experiment, step, counts.cpu(), self.first_batch,
+                data.class_names, mean, std,
+            )  # fmt: skip
+
+
+class HyperparametersWithMetrics(Callback):
+    """The HPARAMS tab: model and data settings, with the run's best val/acc and last val/loss."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.best_val_acc, self.final_val_loss = 0.0, 0.0
+        if isinstance(trainer.logger, TensorBoardLogger):
+            params = hyperparameters(
+                dict(pl_module.hparams), dict(trainer.datamodule.hparams), type(pl_module)
+            )
+            trainer.logger.log_hyperparams(params, {name: 0.0 for name in FINAL_METRICS})
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or "val/acc" not in trainer.callback_metrics:
+            return
+        self.best_val_acc = max(self.best_val_acc, trainer.callback_metrics["val/acc"].item())
+        self.final_val_loss = trainer.callback_metrics["val/loss"].item()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if isinstance(trainer.logger, TensorBoardLogger):
+            final = dict(zip(FINAL_METRICS, (self.best_val_acc, self.final_val_loss), strict=True))
+            trainer.logger.log_metrics(final, step=max(trainer.global_step - 1, 0))

@@ -93,19 +93,21 @@ class ImageClassifier(LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
+    def _evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> dict:
         images, labels = batch
         logits = self(images)
         # Lightning averages the per-batch losses weighted by batch size over the epoch.
         self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=True, sync_dist=True)
         accuracy(logits, labels)
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
+        # For callbacks (ValidationFigures draws the confusion matrix from these).
+        return {"predicted": logits.argmax(dim=1)}
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_acc)
+    def validation_step(self, batch, batch_idx: int) -> dict:
+        return self._evaluate(batch, "val", self.val_acc)
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_acc)
+    def test_step(self, batch, batch_idx: int) -> dict:
+        return self._evaluate(batch, "test", self.test_acc)
 
     def predict_step(self, batch: tuple[torch.Tensor, Sequence[str]], batch_idx: int) -> dict:
         images, paths = batch
@@ -138,6 +140,9 @@ class ImageClassifier(LightningModule):
         # The random generators' states: a resumed run then shuffles, augments and drops out
         # exactly as the uninterrupted run would have (tests/test_manual.py checks both loops).
         checkpoint["rng_states"] = rng_states()
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if data is not None:  # class names, image size, normalization: for export and predict
+            checkpoint["inference"] = data.inference_settings()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         path = getattr(self._trainer, "ckpt_path", None) or "checkpoint"

@@ -7,8 +7,13 @@ would look at: checkpoints, TensorBoard events, validate/test/predict from the b
 from __future__ import annotations
 
 import csv
+import json
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -191,3 +196,81 @@ def test_best_checkpoint_holds_the_maximum_val_acc(fitted):
     checkpoint = torch.load(fitted["best"], map_location="cpu", weights_only=True)
     states = [v for k, v in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")]
     assert states[0]["best_model_score"].item() == pytest.approx(best_logged, abs=1e-7)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 90) -> dict:
+    """GET ``url`` until the server answers (TensorBoard needs a few seconds to start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_the_runs_scalars_images_and_hparams(fitted):
+    runs = fitted["log_dir"].parent
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(runs),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}/data/plugin"
+        run = fitted["log_dir"].name
+        scalars = get_json(f"{base}/scalars/tags")[run]
+        for tag in ("train/loss", "val/acc", "lr/model", "hp/best_val_acc"):
+            assert tag in scalars, sorted(scalars)
+        images = get_json(f"{base}/images/tags")[run]
+        assert {"val/confusion_matrix", "val/predictions"} <= set(images)
+        listed = get_json(f"{base}/images/images?run={run}&tag=val/confusion_matrix")
+        assert len(listed) == 2  # one picture per validation (2 epochs)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    events = EventAccumulator(str(fitted["log_dir"]))
+    events.Reload()
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+@pytest.mark.slow
+def test_export_to_onnx_matches_pytorch_at_two_batch_sizes(fitted, tmp_path, digits_root):
+    import onnxruntime
+
+    from project.export import main as export_main
+    from project.export import network_from_checkpoint
+
+    output = tmp_path / "model.onnx"
+    assert export_main(["--ckpt_path", str(fitted["best"]), "--output", str(output)]) == 0
+    session = onnxruntime.InferenceSession(str(output))
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["class_names"]) == [str(digit) for digit in range(10)]
+    assert int(metadata["image_size"]) == 16 and len(json.loads(metadata["mean"])) == 3
+    network, _ = network_from_checkpoint(fitted["best"])
+    for batch_size in (1, 7):
+        images = torch.randn(batch_size, 3, 16, 16)
+        (logits,) = session.run(None, {"images": images.numpy()})
+        with torch.no_grad():
+            expected = network(images).numpy()
+        assert logits.shape == (batch_size, 10)
+        assert abs(logits - expected).max() < 1e-4
+
+
+def test_export_refuses_a_checkpoint_naming_foreign_code(tmp_path, capsys):
+    from project.export import main as export_main
+
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"hyper_parameters": {"_class_path": "os.system"}, "state_dict": {}}, path)
+    assert export_main(["--ckpt_path", str(path)]) == 2
+    assert "is not one of this project's" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from project import compare, plot
 from project.checkpoints import load_checkpoint
@@ -40,6 +41,8 @@ trainer:
     - class_path: lightning.pytorch.callbacks.LearningRateMonitor
       init_args: {logging_interval: step}
     - class_path: project.callbacks.EpochTimer
+    - class_path: project.callbacks.ValidationFigures
+    - class_path: project.callbacks.HyperparametersWithMetrics
 """
 
 
@@ -253,7 +256,13 @@ def test_both_loops_log_the_same_tensorboard_tags_at_the_same_steps(straight, tm
     lightning = plot.read_scalars(straight["lightning_dir"])
     manual = plot.read_scalars(straight["manual"].log_dir)
     assert set(lightning) == set(manual)
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr/model"):
+    assert {"hp/best_val_acc", "hp/final_val_loss"} <= set(manual)
+    for run in (straight["lightning_dir"], straight["manual"].log_dir):
+        events = EventAccumulator(str(run))
+        events.Reload()
+        assert set(events.Tags()["images"]) == {"val/confusion_matrix", "val/predictions"}
+        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr/model", "hp/best_val_acc"):
         assert lightning[tag][0] == manual[tag][0], tag  # steps
         assert lightning[tag][1] == pytest.approx(manual[tag][1], abs=1e-6), tag  # values
     png = plot.main([str(straight["manual"].log_dir), "--output", str(tmp_path / "curves.png")])

@@ -184,6 +184,19 @@ class ImageDataModule(LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def inference_settings(self) -> dict:
+        """What a deployed model needs to prepare an image and name its prediction.
+
+        Stored in every checkpoint (both loops) and in exported ONNX files' metadata.
+        """
+        mean, std = self.normalization()
+        return {
+            "class_names": list(self.class_names),
+            "image_size": self.hparams.image_size,
+            "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std],
+        }
+
     # ------------------------------------------------------------------ datasets and transforms
 
     def normalization(self) -> tuple[list[float], list[float]]:

@@ -16,6 +16,7 @@ from project.checkpoints import CheckpointError, load_network_weights
 from project.cli import one_line
 from project.data.datasets import DataError
 from project.data.images import ImageLoadError
+from project.manual import distributed
 from project.manual.loop import (
     TrainingInterrupted,
     evaluate,
@@ -47,9 +48,12 @@ def run(args: list[str] | None = None):
     data, classifier = build_data_and_model(config)
     if config.stage == "fit":
         with stop_requests() as stop_request:  # SIGTERM / Ctrl-C: stop after the step, save
-            return fit(
-                settings, data, classifier, config.resume, plain_config(config), stop_request
-            )
+            try:
+                return fit(
+                    settings, data, classifier, config.resume, plain_config(config), stop_request
+                )
+            finally:
+                distributed.stop()  # torchrun: leave the process group
 
     if config.ckpt_path is None:
         raise ConfigError(f"{config.stage} needs --ckpt_path (a manual or Lightning checkpoint)")
@@ -59,7 +63,8 @@ def run(args: list[str] | None = None):
     data.setup(config.stage)
     loader = data.val_dataloader() if split == "val" else data.test_dataloader()
     network = classifier.network.to(settings.device)
-    metrics = evaluate(network, loader, loss_function(classifier), settings)
+    classes = classifier.hparams.num_classes
+    metrics = evaluate(network, loader, loss_function(classifier), settings, classes)
     print(f"{split}/loss {metrics['loss']:.4f}  {split}/acc {metrics['acc']:.4f}")
     return {f"{split}/loss": metrics["loss"], f"{split}/acc": metrics["acc"]}
 

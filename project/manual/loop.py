@@ -23,7 +23,7 @@ import lightning
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 
 from project.checkpoints import (
@@ -37,7 +37,16 @@ from project.checkpoints import (
 )
 from project.classifier import ImageClassifier, ResNetClassifier
 from project.data.datamodule import ImageDataModule
+from project.figures import confusion_matrix
+from project.manual import distributed
 from project.manual.settings import CheckpointSettings, EarlyStoppingSettings, LoopSettings
+from project.monitoring import (
+    FINAL_METRICS,
+    GRID_IMAGES,
+    hyperparameters,
+    write_hyperparameters,
+    write_validation_figures,
+)
 from project.optim import build_optimizer, build_scheduler
 
 LOOP_FORMAT = "project.manual"  # marks our checkpoints, so a Lightning .ckpt is never resumed here
@@ -168,11 +177,15 @@ def evaluate(
     loader: DataLoader,
     loss_fn,
     settings: LoopSettings,
+    num_classes: int,
     max_batches: int | None = None,
-) -> dict[str, float]:
-    """Mean loss and accuracy over ``loader`` (Lightning: the validation/test loop)."""
+) -> dict:
+    """Mean loss and accuracy over ``loader`` (Lightning: the validation/test loop), with the
+    confusion matrix and the first batch's (images, predicted, labels) for the pictures."""
     network.eval()  # dropout off, BatchNorm uses its running statistics (Lightning: model.eval())
     total_loss, correct, seen = 0.0, 0, 0
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    first_batch = None
     with torch.no_grad():  # no graph is kept: less memory, faster (Lightning: inference_mode)
         for batch_index, (images, labels) in enumerate(loader):
             if max_batches is not None and batch_index >= max_batches:
@@ -184,9 +197,23 @@ def evaluate(
                 loss = loss_fn(logits, labels)
             # Weighted by batch size, as Lightning averages self.log(..., on_epoch=True) values.
             total_loss += loss.item() * len(labels)
-            correct += (logits.argmax(dim=1) == labels).sum().item()
+            predicted = logits.argmax(dim=1)
+            correct += (predicted == labels).sum().item()
             seen += len(labels)
-    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
+            counts += confusion_matrix(predicted.cpu(), labels.cpu(), num_classes)
+            if first_batch is None:
+                first_batch = tuple(t[:GRID_IMAGES].cpu() for t in (images, predicted, labels))
+    # Several processes: each saw its share; the metrics are over all of them (Lightning:
+    # self.log(..., sync_dist=True) and torchmetrics do this).
+    total_loss, correct, seen, counts = distributed.sum_over_processes(
+        total_loss, correct, seen, counts
+    )
+    return {
+        "loss": total_loss / max(seen, 1),
+        "acc": correct / max(seen, 1),
+        "confusion": counts.long(),
+        "first_batch": first_batch,
+    }
 
 
 # ---------------------------------------------------------------------------- training
@@ -205,12 +232,17 @@ def fit(
     ``stop_request``: the flag ``stop_requests()`` sets on SIGTERM / Ctrl-C (see __main__.py).
     """
     # ---- set-up (Lightning: Trainer(...) and the start of trainer.fit) ------------------------
-    device = settings.device
+    # One process, or one of several started by torchrun (project/manual/distributed.py).
+    device = distributed.start(settings.device)
+    main_process = distributed.rank() == 0
+    say = print if main_process else (lambda *args, **kwargs: None)
     if settings.deterministic:
         torch.use_deterministic_algorithms(True)  # Lightning: Trainer(deterministic=True)
     data.prepare_data()  # Lightning calls prepare_data() and setup("fit") on the DataModule
     data.setup("fit")
-    train_loader, val_loader = data.train_dataloader(), data.val_dataloader()
+    # With several processes each gets its share of the data (the same seed on every process).
+    train_loader = distributed.shard(data.train_dataloader(), True, torch.initial_seed() % 2**31)
+    val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
 
     network = classifier.network.to(device)  # Lightning: moves the LightningModule to the device
     if isinstance(classifier, ResNetClassifier) and resume is None:
@@ -219,6 +251,7 @@ def fit(
         network.load_backbone(classifier.hparams.weights, classifier.hparams.download)
     hp = classifier.hparams
     loss_fn = loss_function(classifier)
+    classes = hp.num_classes
 
     # Lightning: configure_optimizers(); the same builders, so the same optimizer and schedule.
     groups = classifier.param_groups()  # named: "model", or "backbone" and "head"
@@ -262,15 +295,22 @@ def fit(
         best_score, best_path = state["best_score"], state["best_path"]
         stop_best, stop_wait = state["stop_best"], state["stop_wait"]
         best_path = Path(best_path) if best_path else None
-        print(f"resumed from {resume_from}: epoch {epoch}, step {global_step}")
+        say(f"resumed from {resume_from}: epoch {epoch}, step {global_step}")
 
     log_dir = next_log_dir(settings)
     checkpoint_dir = log_dir / "checkpoints"
-    writer = SummaryWriter(log_dir)  # Lightning: TensorBoardLogger; the same tag names below
-    print(f"logging to {log_dir}")
+    distributed.barrier()  # every process has named the folder before process 0 creates it
+    # Lightning: TensorBoardLogger (the same tag names below), written by process 0 only.
+    writer = SummaryWriter(log_dir) if main_process else distributed.NoWriter()
+    say(f"logging to {log_dir}")
+    if settings.hyperparameters and main_process:  # Lightning: HyperparametersWithMetrics
+        params = hyperparameters(dict(hp), dict(data.hparams), type(classifier))
+        write_hyperparameters(writer, params, {name: 0.0 for name in FINAL_METRICS})
 
     def save(path: Path, metrics: dict[str, float], mid_epoch: dict | None = None) -> Path:
         """Everything needed to continue exactly (Lightning: trainer.save_checkpoint)."""
+        if not main_process:  # one writer; every process holds the same weights
+            return path
         checkpoint = {
             "loop": LOOP_FORMAT,
             "model": network.state_dict(),  # the plain network's own keys: no "network." prefix
@@ -292,7 +332,7 @@ def fit(
             # Lightning's loader reads this key to decide on format migrations; with it, the
             # Lightning Trainer can validate/test/predict from this file too.
             "pytorch-lightning_version": lightning.__version__,
-            "class_names": list(data.class_names),
+            "inference": data.inference_settings(),  # class names, image size, normalization
             "config": config or {},
         }
         return save_atomic(checkpoint, path)  # temporary file, fsync, rename: never half-written
@@ -302,7 +342,7 @@ def fit(
     # seconds, not after a whole epoch. fork_rng: it must not change the training's random draws.
     if settings.num_sanity_val_steps and epoch == 0:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            evaluate(network, val_loader, loss_fn, settings, settings.num_sanity_val_steps)
+            evaluate(network, val_loader, loss_fn, settings, classes, settings.num_sanity_val_steps)
     mid_epoch = None  # where a signal stopped the previous run inside an epoch
     if resume_from is not None:
         # Restored last: the shuffles, augmentations and dropout masks continue the old sequence.
@@ -316,9 +356,14 @@ def fit(
             stop_reason = "max_steps"
             break
         epoch_started = time.perf_counter()
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, same on all processes
         if isinstance(classifier, ResNetClassifier):
             # Frozen for the first epochs, then fine-tuned (Lightning: on_train_epoch_start).
             network.set_backbone_frozen(classifier.frozen_at(epoch))
+        # DDP registers the trainable parameters when it wraps: wrap at each epoch's start, so
+        # an unfrozen backbone is synchronized too (the plain network when single-process).
+        model = distributed.wrap(network, device)
         network.train()  # dropout on, BatchNorm learns batch statistics (Lightning: model.train())
         train_loss_sum, train_correct, train_seen = 0.0, 0, 0
         epoch_start_rng = rng_states()  # kept for a mid-epoch checkpoint
@@ -343,10 +388,11 @@ def fit(
             # Lightning: optimizer.zero_grad() inside its training closure.
             optimizer.zero_grad(set_to_none=True)
             with autocast(settings):  # Lightning: the precision plugin wraps training_step
-                logits = network(images)
+                logits = model(images)
                 loss = loss_fn(logits, labels)
             loss_value = loss.item()
-            if not math.isfinite(loss_value):  # stop before a NaN reaches the weights
+            # Stop before a NaN reaches the weights (all processes together).
+            if distributed.any_process(not math.isfinite(loss_value)):
                 writer.close()
                 raise FloatingPointError(
                     f"loss is {loss_value} at epoch {epoch}, step {global_step}: training stopped"
@@ -374,7 +420,8 @@ def fit(
                 writer.add_scalar("train/loss", loss_value, global_step - 1)
                 for name, lr in learning_rates.items():  # Lightning: LearningRateMonitor
                     writer.add_scalar(f"lr/{name}", lr, global_step - 1)
-            if stop_request and stop_request["signal"]:  # SIGTERM or Ctrl-C during this step
+            # SIGTERM or Ctrl-C during this step (in any process: all stop at the same step)
+            if distributed.any_process(bool(stop_request and stop_request["signal"])):
                 mid_epoch = {
                     "batches_done": batch_index + 1,
                     "train_sums": (train_loss_sum, train_correct, train_seen),
@@ -383,7 +430,8 @@ def fit(
                 path = save(checkpoint_dir / "last.ckpt", {}, mid_epoch)
                 writer.close()
                 raise TrainingInterrupted(
-                    f"stopped by {stop_request['signal']} at epoch {epoch}, step {global_step}; "
+                    f"stopped by {(stop_request or {}).get('signal') or 'a signal elsewhere'} at "
+                    f"epoch {epoch}, step {global_step}; "
                     f"saved {path}: continue with --resume last"
                 )
             if settings.max_steps != -1 and global_step >= settings.max_steps:
@@ -394,11 +442,14 @@ def fit(
             scheduler.step()  # per-epoch schedules (Lightning: lr_scheduler interval "epoch")
 
         # ---- validation (Lightning: validation_step over val_dataloader, then the callbacks)
-        val = evaluate(network, val_loader, loss_fn, settings)
+        val = evaluate(network, val_loader, loss_fn, settings, classes)
         epoch += 1
+        loss_sum, correct, seen = distributed.sum_over_processes(
+            train_loss_sum, train_correct, train_seen
+        )
         metrics = {
-            "train/loss": train_loss_sum / max(train_seen, 1),
-            "train/acc": train_correct / max(train_seen, 1),
+            "train/loss": loss_sum / max(seen, 1),
+            "train/acc": correct / max(seen, 1),
             "val/loss": val["loss"],
             "val/acc": val["acc"],
         }
@@ -407,7 +458,12 @@ def fit(
         for tag in ("train/acc", "val/loss", "val/acc", "time/epoch_seconds"):
             writer.add_scalar(tag, metrics[tag], global_step - 1)
         writer.add_scalar("epoch", epoch - 1, global_step - 1)
-        print(
+        if settings.validation_figures:  # Lightning: the ValidationFigures callback
+            write_validation_figures(
+                writer, global_step - 1, val["confusion"], val["first_batch"],
+                data.class_names, *data.normalization(),
+            )  # fmt: skip
+        say(
             f"epoch {epoch - 1:3d}  train/loss {metrics['train/loss']:.4f}  "
             f"train/acc {metrics['train/acc']:.4f}  val/loss {val['loss']:.4f}  "
             f"val/acc {val['acc']:.4f}  ({metrics['time/epoch_seconds']:.1f} s)"
@@ -453,6 +509,12 @@ def fit(
             stop_reason = f"early stopping: no {stop.monitor} improvement in {stop.patience} epochs"
             break
 
+    if settings.hyperparameters and history.epochs:  # the run's results for the HPARAMS tab
+        best_val_acc = max(metrics["val/acc"] for metrics in history.epochs)
+        final = (best_val_acc, history.epochs[-1]["val/loss"])
+        for name, value in zip(FINAL_METRICS, final, strict=True):
+            writer.add_scalar(name, value, global_step - 1)
     writer.close()
-    print(f"stopped after epoch {epoch - 1} ({stop_reason}); best checkpoint: {best_path}")
+    say(f"stopped after epoch {epoch - 1} ({stop_reason}); best checkpoint: {best_path}")
+    distributed.barrier()  # process 0 has written its last file before any process returns
     return FitResult(history, log_dir, best_path, latest_path)

@@ -85,6 +85,8 @@ class LoopSettings:
     checkpoint: CheckpointSettings | None  # the best checkpoint(s)
     latest_filename: str | None  # written after every epoch, replacing the previous one
     early_stopping: EarlyStoppingSettings | None
+    validation_figures: bool = False  # the config has ValidationFigures: log the same images
+    hyperparameters: bool = False  # the config has HyperparametersWithMetrics: the HPARAMS tab
 
 
 def build_parser() -> LightningArgumentParser:
@@ -140,7 +142,7 @@ def build_data_and_model(config: Namespace) -> tuple[ImageDataModule, ImageClass
 def _callbacks(trainer: Namespace, class_name: str) -> list[dict]:
     """The init_args of every callback of this class in the config."""
     return [
-        callback.init_args.as_dict() if callback.init_args else {}
+        callback.init_args.as_dict() if callback.get("init_args") else {}
         for callback in trainer.callbacks or []
         if callback.class_path.rsplit(".", 1)[-1] == class_name
     ]
@@ -209,6 +211,8 @@ def loop_settings(config: Namespace) -> LoopSettings:
         checkpoint=best,
         latest_filename=latest,
         early_stopping=_fields(EarlyStoppingSettings, stopping[0]) if stopping else None,
+        validation_figures=bool(_callbacks(trainer, "ValidationFigures")),
+        hyperparameters=bool(_callbacks(trainer, "HyperparametersWithMetrics")),
     )
 
 
