@@ -136,6 +136,9 @@ class ValidationFigures(Callback):
 class HyperparametersWithMetrics(Callback):
     """The HPARAMS tab: model and data settings, with the run's best val/acc and last val/loss."""
 
+    def __init__(self):
+        self.best_val_acc, self.final_val_loss = 0.0, 0.0
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.best_val_acc, self.final_val_loss = 0.0, 0.0
         if isinstance(trainer.logger, TensorBoardLogger):
@@ -145,7 +148,9 @@ class HyperparametersWithMetrics(Callback):
             trainer.logger.log_hyperparams(params, {name: 0.0 for name in FINAL_METRICS})
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or "val/acc" not in trainer.callback_metrics:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return  # only the validations inside fit count (not a `validate` run)
+        if "val/acc" not in trainer.callback_metrics:
             return
         self.best_val_acc = max(self.best_val_acc, trainer.callback_metrics["val/acc"].item())
         self.final_val_loss = trainer.callback_metrics["val/loss"].item()

@@ -46,7 +46,7 @@ def test_lightning_ddp_on_two_cpu_processes(digits_root, tmp_path):
     )
     folder = only_run_folder(tmp_path / "cnn")
     checkpoint = load_checkpoint(folder / "checkpoints" / "last.ckpt")
-    # Each process took half of every epoch: 1258 training images / 2 = 629, 9 full batches of 64
+    # Each process took half of every epoch: 1259 training images / 2 = 630, 9 full batches of 64
     # (one process alone takes 19): 2 epochs = 18 steps.
     assert checkpoint["global_step"] == 2 * 9
     val_acc = read_scalars(folder)["val/acc"][1]
