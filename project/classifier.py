@@ -30,6 +30,14 @@ from project.models.resnet import ResNetTransfer
 from project.optim import OptimizerName, Schedule, build_optimizer, build_scheduler
 
 
+def prepare_network(network: nn.Module, channels_last: bool, compile: bool) -> None:
+    """The accelerator options, applied in place (both loops call this once)."""
+    if channels_last:
+        network.to(memory_format=torch.channels_last)
+    if compile and not getattr(network, "_compiled_call_impl", None):
+        network.compile()  # nn.Module.compile: same module, same state_dict keys
+
+
 class ImageClassifier(LightningModule):
     """Cross-entropy classification of ``network``'s logits. Subclass it to choose the network."""
 
@@ -46,6 +54,8 @@ class ImageClassifier(LightningModule):
         step_epochs: int = 10,
         gamma: float = 0.1,
         label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         """
         Args:
@@ -60,6 +70,10 @@ class ImageClassifier(LightningModule):
             step_epochs: epochs between LR drops (schedule: step).
             gamma: LR multiplier at each drop (schedule: step).
             label_smoothing: cross-entropy label smoothing.
+            channels_last: weights and batches in NHWC memory order (faster convolutions on
+                recent GPUs and some CPUs; measured in benchmarks/accelerator_options.py).
+            compile: ``torch.compile`` the network (its first steps compile; a C++ compiler is
+                needed on CPU). In place: checkpoint keys stay ``network.*``.
         """
         super().__init__()
         # Plain values only (no modules), so checkpoints load with torch.load(weights_only=True).
@@ -70,7 +84,13 @@ class ImageClassifier(LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
+    def configure_model(self) -> None:
+        # Lightning calls this before fit/validate/test/predict; the manual loop does the same.
+        prepare_network(self.network, self.hparams.channels_last, self.hparams.compile)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.network(images)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ from project.checkpoints import (
     rng_states,
     save_atomic,
 )
-from project.classifier import ImageClassifier, ResNetClassifier
+from project.classifier import ImageClassifier, ResNetClassifier, prepare_network
 from project.data.datamodule import ImageDataModule
 from project.figures import confusion_matrix
 from project.manual import distributed
@@ -245,6 +245,8 @@ def fit(
     val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
 
     network = classifier.network.to(device)  # Lightning: moves the LightningModule to the device
+    # channels_last / torch.compile when the config asks (Lightning: configure_model).
+    prepare_network(network, classifier.hparams.channels_last, classifier.hparams.compile)
     if isinstance(classifier, ResNetClassifier) and resume is None:
         # Pretrained backbone weights (Lightning: ResNetClassifier.setup("fit")); when resuming,
         # the checkpoint holds newer ones.
@@ -382,6 +384,8 @@ def fit(
             # One device for the model and the batch (Lightning: transfer_batch_to_device).
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
+            if hp.channels_last:  # NHWC batches for NHWC weights (Lightning: in forward)
+                images = images.contiguous(memory_format=torch.channels_last)
             learning_rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
 
             # Forget the previous batch's gradients; None instead of zeros saves a memset.
