@@ -28,7 +28,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) benchmarks/precision_step.py
+	$(PY) -m benchmarks.run_all
 
 lint: install
 	$(PY) -m ruff check project tests benchmarks

@@ -1,59 +1,56 @@
-"""Training-step time of SmallCNN in float32 against bfloat16 autocast on this machine's CPU.
+"""Precision: training-step time in float32 against bfloat16 autocast, CNN and ResNet18, this CPU.
 
-    python benchmarks/precision_step.py      (or: make bench)
+    python -m benchmarks.precision_step
 
-Prints the median (and min-max) milliseconds per step of each precision, measured interleaved
-(fp32, bf16, fp32, ...) so both see the same machine load, and their ratio. This is the figure
-behind ``precision: auto`` (project/precision.py) choosing bf16-mixed on CPUs with native bf16.
+Medians of interleaved repeats (fp32, bf16, fp32, ...), and what ``precision: auto``
+(project/precision.py) picks here: it should be the faster one.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 
+from benchmarks.common import interleaved, ratio, spread, table, training_step_ms
 from project.models.cnn import SmallCNN
-from project.precision import cpu_has_native_bf16
+from project.models.resnet import ResNetTransfer
+from project.precision import cpu_has_native_bf16, resolve_precision
 
-BATCH, SIZE, STEPS, REPEATS = 64, 16, 20, 5
-
-
-def time_steps(model, optimizer, images, labels, bf16: bool) -> float:
-    """Milliseconds per training step, averaged over STEPS steps after one warm-up step."""
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(images).float(), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()
-    start = time.perf_counter()
-    for _ in range(STEPS):
-        step()
-    return (time.perf_counter() - start) / STEPS * 1000
+REPEATS, STEPS = 5, 10
+MODELS = {
+    "SmallCNN, batch 64 at 16 px": (lambda: SmallCNN(10), 64, 16),
+    "ResNet18, batch 32 at 64 px": (lambda: ResNetTransfer(10, weights=None), 32, 64),
+}
 
 
-def main() -> None:
-    torch.manual_seed(0)
-    model = SmallCNN(num_classes=10)
-    optimizer = torch.optim.AdamW(model.parameters())
-    images, labels = torch.randn(BATCH, 3, SIZE, SIZE), torch.randint(0, 10, (BATCH,))
-    times = {"fp32": [], "bf16-mixed": []}
-    for _ in range(REPEATS):
-        times["fp32"].append(time_steps(model, optimizer, images, labels, bf16=False))
-        times["bf16-mixed"].append(time_steps(model, optimizer, images, labels, bf16=True))
-    print(f"SmallCNN, batch {BATCH} at {SIZE} px, {torch.get_num_threads()} threads, "
-          f"native bf16: {cpu_has_native_bf16()}")  # fmt: skip
-    for name, values in times.items():
-        print(f"{name:>10}: {statistics.median(values):6.1f} ms/step "
-              f"(min {min(values):.1f}, max {max(values):.1f}, {REPEATS} repeats)")  # fmt: skip
-    ratio = statistics.median(times["bf16-mixed"]) / statistics.median(times["fp32"])
-    print(f"bf16-mixed / fp32 = {ratio:.2f}")
+def main() -> dict:
+    rows, ratios = [], {}
+    for name, (build, batch, size) in MODELS.items():
+        torch.manual_seed(0)
+        network = build()
+        images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        times = interleaved(
+            {
+                "fp32": partial(training_step_ms, network, images, labels, STEPS),
+                "bf16-mixed": partial(
+                    training_step_ms, network, images, labels, STEPS, torch.bfloat16
+                ),
+            },
+            REPEATS,
+        )
+        ratios[name] = ratio(times["bf16-mixed"], times["fp32"])
+        rows.append([name, spread(times["fp32"], " ms"), spread(times["bf16-mixed"], " ms"),
+                     f"{ratios[name]:.2f}"])  # fmt: skip
+    auto = resolve_precision("auto", "cpu")
+    table(
+        f"5. Precision on this CPU (native bf16: {cpu_has_native_bf16()}; auto picks {auto})",
+        ["model", "fp32 ms/step", "bf16-mixed ms/step", "bf16 / fp32"],
+        rows,
+    )
+    faster = all(r < 1 for r in ratios.values()) == (auto == "bf16-mixed")
+    print(f"auto picked the faster precision for both models: {faster}")
+    return ratios
 
 
 if __name__ == "__main__":

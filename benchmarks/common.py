@@ -1,0 +1,90 @@
+"""Helpers every benchmark shares: interleaved repeats, medians with their spread, the machine.
+
+Timings on a shared 2-core VM are noisy. So every comparison here runs its candidates in turn
+(A, B, A, B, ...) several times and reports the median and the min-max, and ratios are taken
+between medians measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {gpu}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def interleaved(candidates: dict[str, Callable[[], float]], repeats: int) -> dict[str, list]:
+    """Call each candidate (it returns a measurement) in turn, ``repeats`` rounds."""
+    results: dict[str, list] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, measure in candidates.items():
+            results[name].append(measure())
+    return results
+
+
+def spread(values: list[float], unit: str = "", digits: int = 1) -> str:
+    """'median (min-max)' of the values."""
+    median = statistics.median(values)
+    return f"{median:.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def ratio(numerator: list[float], denominator: list[float]) -> float:
+    return statistics.median(numerator) / statistics.median(denominator)
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a small aligned table under a title."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    print(f"\n### {title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def training_step_ms(
+    network: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    autocast_dtype: torch.dtype | None = None,
+) -> float:
+    """Milliseconds per training step (forward, loss, backward, AdamW), after one warm-up step."""
+    parameters = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
+    network.train()
+
+    def step():
+        with torch.autocast(images.device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):  # fmt: skip
+            loss = F.cross_entropy(network(images).float(), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    if images.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if images.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps * 1000

@@ -1,0 +1,41 @@
+"""``make bench``: every benchmark in turn, each printing its table (about 5 minutes on 2 cores).
+
+python -m benchmarks.run_all              # all
+python -m benchmarks.run_all precision    # the ones whose module name contains "precision"
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import time
+import warnings
+
+from benchmarks.common import machine
+
+BENCHMARKS = [
+    "framework_overhead",
+    "input_pipeline",
+    "time_to_accuracy",
+    "startup",
+    "precision_step",
+    "frozen_backbone",
+    "scaling",
+    "accelerator_options",
+]
+
+
+def main(selection: list[str]) -> None:
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning").setLevel(logging.ERROR)  # the tables, not the training chatter
+    chosen = [name for name in BENCHMARKS if not selection or any(s in name for s in selection)]
+    print(f"machine: {machine()}")
+    for name in chosen:
+        started = time.perf_counter()
+        importlib.import_module(f"benchmarks.{name}").main()
+        print(f"({name}: {time.perf_counter() - started:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

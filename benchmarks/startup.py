@@ -1,0 +1,60 @@
+"""Start-up: how long ``python -m project --help`` takes, and which imports cost the most.
+
+    python -m benchmarks.startup
+
+The first step's time after process start is in benchmarks/time_to_accuracy.py.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+from benchmarks.common import spread, table
+
+REPEATS = 3
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, capture_output=True, check=True, timeout=120)
+    return time.perf_counter() - start
+
+
+def import_profile(top: int = 8) -> list[list[str]]:
+    """The slowest packages by cumulative import time (python -X importtime): each package's
+    outermost import, which includes everything it pulls in (so they overlap: lightning's time
+    includes part of torch's when torch is first imported through it)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import project.cli"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    totals: dict[str, float] = {}
+    for line in result.stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| *(\S+)", line)
+        if match:
+            package = match.group(2).split(".")[0]
+            totals[package] = max(totals.get(package, 0.0), int(match.group(1)) / 1e6)
+    slowest = sorted(totals.items(), key=lambda item: -item[1])[:top]
+    return [[name, f"{seconds:.2f} s"] for name, seconds in slowest]
+
+
+def main() -> dict:
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+        "python -m project --help": [sys.executable, "-m", "project", "--help"],
+        "python -m project check --help": [sys.executable, "-m", "project", "check", "--help"],
+    }
+    times = {name: [timed(command) for _ in range(REPEATS)] for name, command in commands.items()}
+    table("4a. Start-up wall time (fresh processes)", ["command", "seconds median (min-max)"],
+          [[name, spread(values, " s", 2)] for name, values in times.items()])  # fmt: skip
+    table("4b. Import-time profile of project.cli (python -X importtime, cumulative, top level)",
+          ["package", "import time"], import_profile())  # fmt: skip
+    return times
+
+
+if __name__ == "__main__":
+    main()
