@@ -7,14 +7,39 @@ between medians measured in the same run.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+
+from project.models.cnn import SmallCNN
+from project.models.resnet import ResNetTransfer
+
+# The two models at their configs' sizes: (build, batch size, image size).
+MODELS = {
+    "SmallCNN, batch 64 at 16 px": (lambda: SmallCNN(10), 64, 16),
+    "ResNet18, batch 32 at 64 px": (lambda: ResNetTransfer(10, weights=None), 32, 64),
+}
+
+
+def model_batches() -> Iterator[tuple[str, Callable, torch.Tensor, torch.Tensor]]:
+    """(name, build, images, labels) for each of MODELS, with a random batch of its size."""
+    for name, (build, batch, size) in MODELS.items():
+        torch.manual_seed(0)
+        yield name, build, torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+
+
+@contextlib.contextmanager
+def quiet():
+    """Hide what a training run prints (epoch lines), keeping the benchmark's own tables."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def machine() -> str:

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from benchmarks.common import interleaved, ratio, spread, table, training_step_ms
+from benchmarks.common import interleaved, quiet, ratio, spread, table, training_step_ms
 from project.data.datamodule import ImageDataModule
 from project.manual.__main__ import run as manual_run
 from project.models.cnn import SmallCNN
@@ -72,7 +72,8 @@ def main() -> dict:
                 f"--trainer.logger.init_args.save_dir={folder}",
             ]
             args += [f"--data.{key}={value}" for key, value in options.items()]
-            result = manual_run(["fit", *args])
+            with quiet():
+                result = manual_run(["fit", *args])
             return min(e["time/epoch_seconds"] for e in result.history.epochs[1:])
 
         return measure  # fmt: skip

@@ -12,24 +12,16 @@ from functools import partial
 
 import torch
 
-from benchmarks.common import interleaved, ratio, spread, table, training_step_ms
-from project.models.cnn import SmallCNN
-from project.models.resnet import ResNetTransfer
+from benchmarks.common import interleaved, model_batches, ratio, spread, table, training_step_ms
 from project.precision import cpu_has_native_bf16, resolve_precision
 
 REPEATS, STEPS = 5, 10
-MODELS = {
-    "SmallCNN, batch 64 at 16 px": (lambda: SmallCNN(10), 64, 16),
-    "ResNet18, batch 32 at 64 px": (lambda: ResNetTransfer(10, weights=None), 32, 64),
-}
 
 
 def main() -> dict:
     rows, ratios = [], {}
-    for name, (build, batch, size) in MODELS.items():
-        torch.manual_seed(0)
+    for name, build, images, labels in model_batches():
         network = build()
-        images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
         times = interleaved(
             {
                 "fp32": partial(training_step_ms, network, images, labels, STEPS),

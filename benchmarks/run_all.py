@@ -28,7 +28,8 @@ BENCHMARKS = [
 
 def main(selection: list[str]) -> None:
     warnings.filterwarnings("ignore")
-    logging.getLogger("lightning").setLevel(logging.ERROR)  # the tables, not the training chatter
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # tables, not chatter
+        logging.getLogger(name).setLevel(logging.ERROR)
     chosen = [name for name in BENCHMARKS if not selection or any(s in name for s in selection)]
     print(f"machine: {machine()}")
     for name in chosen:
