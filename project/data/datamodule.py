@@ -34,6 +34,7 @@ from project.data.digits import DIGITS_ROOT, write_digits
 from project.data.splits import stratified_split
 from project.data.transforms import (
     Augmentation,
+    BatchRandomAffine,
     channel_mean_std,
     eval_transform,
     resize,
@@ -102,6 +103,7 @@ class ImageDataModule(LightningDataModule):
         self._mean_std: tuple[list[float], list[float]] | None = None
         self._untransformed: dict[str, ImageDataset] = {}  # per split, decoded once if cached
         self.datasets: dict[str, torch.utils.data.Dataset] = {}  # what the loaders serve
+        self.batch_augment: BatchRandomAffine | None = None  # set by setup("fit") for "digits"
 
     # ------------------------------------------------------------------ where the samples come from
 
@@ -231,6 +233,9 @@ class ImageDataModule(LightningDataModule):
         if stage in ("fit", None):
             augment = train_transform(hp.image_size, mean, std, hp.augmentation)
             self.datasets["train"] = self._labeled("train").with_transform(augment)
+            if hp.augmentation == "digits":  # per batch, on the device: see augment_batch
+                black = [(0.0 - m) / s for m, s in zip(mean, std, strict=True)]
+                self.batch_augment = BatchRandomAffine(fill=black)
         if stage in ("fit", "validate", None):
             self.datasets["val"] = self._labeled("val").with_transform(evaluate)
         if stage in ("test", None):
@@ -239,6 +244,19 @@ class ImageDataModule(LightningDataModule):
             if hp.predict_root is None:
                 raise DataError("predict needs --data.predict_root FOLDER (images to classify)")
             self.datasets["predict"] = UnlabeledImageDataset(hp.predict_root, evaluate)
+
+    # ------------------------------------------------------------------ batch augmentation
+
+    def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Training batches only, after they reach the device ("digits": a random affine per
+        image). The manual loop calls this itself; Lightning calls the hook below."""
+        return images if self.batch_augment is None else self.batch_augment(images)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            return self.augment_batch(images), labels
+        return batch
 
     # ------------------------------------------------------------------ loaders
 

@@ -384,6 +384,8 @@ def fit(
             # One device for the model and the batch (Lightning: transfer_batch_to_device).
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
+            # Augmentation that runs per batch on the device (Lightning: on_after_batch_transfer).
+            images = data.augment_batch(images)
             if hp.channels_last:  # NHWC batches for NHWC weights (Lightning: in forward)
                 images = images.contiguous(memory_format=torch.channels_last)
             learning_rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
