@@ -25,13 +25,13 @@ from project.models.resnet import ResNetTransfer
 REPEATS = 3
 
 
-def epoch_seconds(dataset, network) -> float:
+def epoch_seconds(dataset, network, augment) -> float:
     loader = DataLoader(dataset, batch_size=64, shuffle=True, drop_last=True)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
     network.train()
     start = time.perf_counter()
     for images, labels in loader:
-        loss = F.cross_entropy(network(images), labels)
+        loss = F.cross_entropy(network(augment(images)), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -47,7 +47,9 @@ def main() -> dict:
         repeated = ImageDataset(train.samples * factor, train.class_names, train.transform,
                                 train.images * factor)  # fmt: skip
         torch.manual_seed(0)
-        seconds = [epoch_seconds(repeated, SmallCNN(10)) for _ in range(REPEATS)]
+        seconds = [
+            epoch_seconds(repeated, SmallCNN(10), data.augment_batch) for _ in range(REPEATS)
+        ]
         per_thousand[factor] = [s / len(repeated) * 1000 for s in seconds]
         rows.append([f"{factor}x ({len(repeated)} images)", spread(seconds, " s", 2),
                      spread(per_thousand[factor], " s", 3)])  # fmt: skip
