@@ -51,8 +51,8 @@ def main() -> dict:
     times = {name: [timed(command) for _ in range(REPEATS)] for name, command in commands.items()}
     table("4a. Start-up wall time (fresh processes)", ["command", "seconds median (min-max)"],
           [[name, spread(values, " s", 2)] for name, values in times.items()])  # fmt: skip
-    table("4b. Import-time profile of project.cli (python -X importtime, cumulative, top level)",
-          ["package", "import time"], import_profile())  # fmt: skip
+    title = "4b. Import time of project.cli by package (-X importtime, outermost import each)"
+    table(title, ["package", "import time"], import_profile())
     return times
 
 
