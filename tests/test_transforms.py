@@ -25,3 +25,14 @@ def test_each_image_moves_differently_and_the_background_stays_black():
     assert (differences > 0.1).all()  # one random motion per image, not one per batch
     torch.manual_seed(0)
     torch.testing.assert_close(BatchRandomAffine(fill=black)(images), moved)  # seeded: repeatable
+
+
+def test_the_fused_normalization_matches_torchvisions_pair():
+    from torchvision.transforms import v2
+
+    from project.data.transforms import ToNormalizedFloat
+
+    image = torch.randint(0, 256, (3, 7, 5), dtype=torch.uint8)
+    mean, std = [0.2, 0.4, 0.6], [0.3, 0.2, 0.1]
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    torch.testing.assert_close(ToNormalizedFloat(mean, std)(image), reference(image))
