@@ -377,7 +377,8 @@ def fit(
         for batch_index, (images, labels) in enumerate(train_loader):  # new order every epoch
             if batch_index < skip:
                 # These batches were trained before the stop. Fetching them again replays the
-                # data order and augmentations; then the random state of the stop takes over.
+                # data order (and any per-image augmentation); then the random state of the
+                # stop takes over, for the batch augmentation and dropout still to come.
                 if batch_index == skip - 1:
                     restore_rng_states(state["rng_states"])
                 continue
