@@ -57,7 +57,7 @@ def machine() -> str:
 
 
 def interleaved(candidates: dict[str, Callable[[], float]], repeats: int) -> dict[str, list]:
-    """Call each candidate (it returns a measurement) in turn, ``repeats`` rounds."""
+    """Call each candidate in turn, ``repeats`` rounds; each result list holds what it returned."""
     results: dict[str, list] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, measure in candidates.items():

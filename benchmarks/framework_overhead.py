@@ -36,23 +36,26 @@ def arguments(log_dir: str, batch_size: int) -> list[str]:
 
 
 def compare(batch_size: int) -> tuple[dict[str, list[float]], int]:
+    """Each loop's timed epochs over all runs, and the training steps per epoch."""
     folder = tempfile.mkdtemp(prefix="bench_overhead_")
-    epochs: dict[str, list[float]] = {"lightning": [], "manual": []}
-    steps = {}
 
-    def lightning() -> None:
+    def lightning() -> list[float]:
         with quiet():
             cli = lightning_main(["fit", *arguments(folder, batch_size)])
-        epochs["lightning"] += read_scalars(Path(cli.trainer.log_dir))["time/epoch_seconds"][1][1:]
-        steps["per_epoch"] = cli.trainer.num_training_batches
+        return read_scalars(Path(cli.trainer.log_dir))["time/epoch_seconds"][1][1:]
 
-    def manual() -> None:
+    steps_per_epoch = 0
+
+    def manual() -> list[float]:
+        nonlocal steps_per_epoch
         with quiet():
             result = manual_run(["fit", *arguments(folder, batch_size)])
-        epochs["manual"] += [e["time/epoch_seconds"] for e in result.history.epochs][1:]
+        steps_per_epoch = len(result.history.step_losses) // len(result.history.epochs)
+        return [e["time/epoch_seconds"] for e in result.history.epochs][1:]
 
-    interleaved({"lightning": lightning, "manual": manual}, REPEATS)
-    return epochs, steps["per_epoch"]
+    runs = interleaved({"lightning": lightning, "manual": manual}, REPEATS)
+    epochs = {name: [t for run in times for t in run] for name, times in runs.items()}
+    return epochs, steps_per_epoch
 
 
 def main() -> dict:

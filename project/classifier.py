@@ -168,9 +168,10 @@ class ImageClassifier(LightningModule):
         path = getattr(self._trainer, "ckpt_path", None) or "checkpoint"
         # Strict, before Lightning loads it: another architecture or class count is an error
         # that names the file and lists the mismatched keys and shapes.
-        fill_network(self.network, network_state(checkpoint, path), path)
-        if "state_dict" not in checkpoint:  # a manual-loop checkpoint: plain network keys
-            checkpoint["state_dict"] = lightning_state_dict(network_state(checkpoint))
+        state = network_state(checkpoint, path)  # either loop's format, plain network keys
+        fill_network(self.network, state, path)
+        if "state_dict" not in checkpoint:  # a manual-loop checkpoint: give Lightning its keys
+            checkpoint["state_dict"] = lightning_state_dict(state)
         resuming_fit = self._trainer is not None and self.trainer.state.fn == "fit"
         if resuming_fit and "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])

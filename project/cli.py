@@ -57,18 +57,26 @@ class Trainer(pl.Trainer):
         super().__init__(*args, precision=resolved, plugins=plugins, **kwargs)
 
 
-def lightning_run_folders(trainer_config) -> tuple[list[Path], str]:
-    """The log folders of earlier runs of this config's logger (version_0, version_1, ...)."""
+def log_location(trainer_config) -> tuple[Path, str | None]:
+    """Where this config's TensorBoardLogger writes: ``<save_dir>/<name>``, and the run folder's
+    name when the config fixes ``version`` (None: a new ``version_<n>`` per run). The manual loop
+    reads its config the same way."""
     logger = trainer_config.get("logger")
     if logger in (None, True, False) or not hasattr(logger, "init_args"):
-        root = Path(trainer_config.get("default_root_dir") or ".") / "lightning_logs"
-        return sorted(root.glob("version_*")), f"{root}/version_*"
+        return Path(trainer_config.get("default_root_dir") or ".") / "lightning_logs", None
     args = logger.init_args
     root = Path(args.save_dir) / (args.get("name") or "lightning_logs")
     version = args.get("version")
-    if version is not None:
-        folder = root / (f"version_{version}" if isinstance(version, int) else str(version))
-        return [folder], str(folder)
+    if version is None:
+        return root, None
+    return root, f"version_{version}" if isinstance(version, int) else str(version)
+
+
+def lightning_run_folders(trainer_config) -> tuple[list[Path], str]:
+    """The log folders of earlier runs of this config's logger (version_0, version_1, ...)."""
+    root, fixed = log_location(trainer_config)
+    if fixed is not None:
+        return [root / fixed], str(root / fixed)
     return sorted(root.glob("version_*")), f"{root}/version_*"
 
 

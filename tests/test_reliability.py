@@ -29,6 +29,7 @@ from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer, WeightsError
 
 from .test_cli import REPO, quick_args
+from .test_manual import assert_same_tensors
 
 
 class CreatesMarker:
@@ -246,11 +247,6 @@ def manual_args(digits_root: Path, folder: Path) -> list[str]:
     ]
 
 
-def assert_same_weights(first: dict, second: dict) -> None:
-    assert first.keys() == second.keys()
-    assert all(torch.equal(first[key], second[key]) for key in first)
-
-
 @pytest.mark.slow
 def test_manual_loop_resumes_exactly_after_kill_9(manual_straight, digits_root, tmp_path):
     args = manual_args(digits_root, tmp_path)
@@ -260,7 +256,7 @@ def test_manual_loop_resumes_exactly_after_kill_9(manual_straight, digits_root, 
     process.wait()
     assert last_epoch(tmp_path) < 3, "the run finished before it was killed"
     resumed = manual_run(["fit", *args, "--resume", "last"])
-    assert_same_weights(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
+    assert_same_tensors(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
 
 
 @pytest.mark.slow
@@ -278,7 +274,7 @@ def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
     stopped = load_checkpoint(next(tmp_path.rglob("last.ckpt")))
     assert stopped["mid_epoch"] is not None  # taken inside an epoch, not at its end
     resumed = manual_run(["fit", *args, "--resume", "last"])
-    assert_same_weights(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
+    assert_same_tensors(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
 
 
 @pytest.mark.slow

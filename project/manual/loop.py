@@ -150,9 +150,8 @@ def checkpoint_name(pattern: str, epoch: int, step: int, metrics: dict[str, floa
 
 def next_log_dir(settings: LoopSettings) -> Path:
     """A new folder per run, beside Lightning's version_<n> (Lightning: TensorBoardLogger)."""
-    if settings.log_version is not None:
-        version = settings.log_version
-        return settings.log_root / (version if not version.isdigit() else f"version_{version}")
+    if settings.log_folder is not None:
+        return settings.log_root / settings.log_folder
     taken = [
         int(path.name.rsplit("_", 1)[1])
         for path in settings.log_root.glob("manual_version_*")
@@ -164,7 +163,7 @@ def next_log_dir(settings: LoopSettings) -> Path:
 def find_last_checkpoint(settings: LoopSettings) -> Path:
     """``--resume last``: the most recently written last.ckpt of this run name's manual runs."""
     folders = sorted(settings.log_root.glob("manual_version_*"))
-    if settings.log_version is not None:
+    if settings.log_folder is not None:
         folders.append(next_log_dir(settings))
     return newest_last_checkpoint(folders, f"{settings.log_root}/manual_version_*")
 

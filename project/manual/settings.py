@@ -22,7 +22,7 @@ from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
 from project.classifier import ImageClassifier
-from project.cli import Trainer
+from project.cli import Trainer, log_location
 from project.data.datamodule import ImageDataModule
 from project.precision import resolve_precision
 
@@ -81,7 +81,7 @@ class LoopSettings:
     log_every_n_steps: int
     num_sanity_val_steps: int
     log_root: Path  # <save_dir>/<name> of the TensorBoardLogger
-    log_version: str | None  # the logger's version, or None for manual_version_<n>
+    log_folder: str | None  # the logger's fixed version folder, or None for manual_version_<n>
     checkpoint: CheckpointSettings | None  # the best checkpoint(s)
     latest_filename: str | None  # written after every epoch, replacing the previous one
     early_stopping: EarlyStoppingSettings | None
@@ -184,14 +184,7 @@ def loop_settings(config: Namespace) -> LoopSettings:
     if trainer.accelerator in ("gpu", "cuda") and device.type == "cpu":
         raise ConfigError(f"trainer.accelerator={trainer.accelerator}: no CUDA device found")
 
-    logger = trainer.logger
-    if logger in (None, False) or logger is True:
-        log_root, version = Path(trainer.default_root_dir or ".") / "lightning_logs", None
-    else:
-        logger_args = logger.init_args
-        log_root = Path(logger_args.save_dir) / (logger_args.get("name") or "lightning_logs")
-        version = logger_args.get("version")
-
+    log_root, run_folder = log_location(trainer)  # the same folders as the Lightning loop
     best, latest = _checkpoint_settings(trainer)
     stopping = _callbacks(trainer, "EarlyStopping")
     return LoopSettings(
@@ -207,7 +200,7 @@ def loop_settings(config: Namespace) -> LoopSettings:
         if trainer.num_sanity_val_steps is None
         else trainer.num_sanity_val_steps,
         log_root=log_root,
-        log_version=None if version is None else str(version),
+        log_folder=run_folder,
         checkpoint=best,
         latest_filename=latest,
         early_stopping=_fields(EarlyStoppingSettings, stopping[0]) if stopping else None,
