@@ -1,0 +1,260 @@
+"""Checker of exercise 1 (a custom Dataset and DataLoader): ``python -m exercises.check 1``.
+
+Every check writes real image files with PIL into a temporary folder and runs the learner's code on
+them: class folders with a hidden folder, a text file and nested sub-folders; PNG, JPEG (also
+upper-case .JPG), BMP and GIF files; a greyscale, a palette and a CMYK image; a picture with known
+pixel values to test scaling and normalization.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import RandomSampler, SequentialSampler
+from torchvision import transforms
+
+from exercises.checks import Mistake, require
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+# The class-folder tree of the first two checks: file -> class (None: must not be listed).
+TREE = {
+    "bird/f.gif": "bird",
+    "cat/a.png": "cat",
+    "cat/b.JPG": "cat",
+    "cat/more/c.jpeg": "cat",
+    "dog/d.bmp": "dog",
+    "dog/e.png": "dog",
+    "dog/notes.txt": None,
+    "dog/.DS_Store": None,
+    ".ipynb_checkpoints/x.png": None,
+}
+
+
+def save(path: Path, mode: str = "RGB", size=(6, 5), seed: int = 0) -> Path:
+    """A small random picture in ``mode``, in the format of the file's extension."""
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in (".txt", "") or path.name.startswith(".DS"):
+        path.write_bytes(b"not an image")
+    else:
+        image.save(path, format={".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix))
+    return path
+
+
+def write_tree(root: Path) -> None:
+    for index, relative in enumerate(TREE):
+        save(root / relative, seed=index)
+
+
+def listed(exercise, root: Path) -> tuple[dict[str, int], list[str]]:
+    """The learner's find_samples, as {path relative to root: label} and the class names."""
+    samples, classes = exercise.find_samples(root)
+    found = {}
+    for path, label in samples:
+        found[Path(path).resolve().relative_to(root.resolve()).as_posix()] = int(label)
+    return found, list(classes)
+
+
+# ----------------------------------------------------------------------------- the checks
+
+
+def finds_classes(exercise) -> None:
+    """finds the class folders (sorted, no hidden ones) and labels each image by its folder"""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        write_tree(root)
+        found, classes = listed(exercise, root)
+    hidden = [name for name in classes if name.startswith(".")]
+    require(
+        not hidden,
+        f"the hidden folder {hidden[0]!r} became a class: skip names starting with '.' "
+        "(Jupyter and macOS leave them in image folders)"
+        if hidden
+        else "",
+    )
+    require(
+        set(classes) == {"bird", "cat", "dog"},
+        f"classes {classes}, expected ['bird', 'cat', 'dog']: the class names are the names of "
+        "the sub-folders of root",
+    )
+    require(
+        classes == sorted(classes),
+        f"classes {classes} are not sorted: os.listdir's order differs between machines, so the "
+        "class indices would too; sort the folder names",
+    )
+    junk = [path for path in found if TREE.get(path, "?") is None]
+    require(
+        not junk,
+        f"files that are not images were listed: {junk}: keep only files whose lower-cased "
+        "suffix is an image extension (and skip hidden files)",
+    )
+    for path, label in found.items():
+        expected = classes.index(TREE[path])
+        require(
+            label == expected,
+            f"{path} has label {label}, expected {expected} (the index of its folder "
+            f"{TREE[path]!r} in the sorted class names)",
+        )
+
+
+def handles_formats(exercise) -> None:
+    """finds .png, .jpg, .JPG, .jpeg, .bmp and .gif files, also in sub-folders"""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        write_tree(root)
+        found, _ = listed(exercise, root)
+    expected = [path for path, label in TREE.items() if label is not None]
+    nested = [path for path in expected if path.count("/") > 1 and path not in found]
+    require(
+        not nested,
+        f"images in sub-folders of a class were not found ({nested}): walk the class folder "
+        "with os.walk (or Path.rglob), not just os.listdir",
+    )
+    missing = [path for path in expected if path not in found]
+    require(
+        not missing,
+        f"these image files were not found: {missing}: images come as png, jpg, JPG, jpeg, bmp, "
+        "gif...; compare Path(file).suffix.lower() with a set of image extensions",
+    )
+
+
+def converts_to_rgb(exercise) -> None:
+    """reads greyscale (L), palette (P) and CMYK images as 3-channel RGB"""
+    modes = {"a/grey.png": "L", "a/palette.png": "P", "b/cmyk.jpg": "CMYK", "b/colour.png": "RGB"}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for index, (relative, mode) in enumerate(modes.items()):
+            save(root / relative, mode=mode, seed=index)
+        dataset = exercise.FolderDataset(root, transform=transforms.ToTensor())
+        require(len(dataset) == 4, f"len(dataset) is {len(dataset)} for 4 images: __len__")
+        for index in range(len(dataset)):
+            image, _ = dataset[index]
+            path = Path(dataset.samples[index][0]).resolve().relative_to(root.resolve())
+            mode = modes[path.as_posix()]
+            require(
+                torch.is_tensor(image),
+                f"dataset[{index}] is a {type(image).__name__}, not a tensor: __getitem__ must "
+                "apply self.transform to the image",
+            )
+            require(
+                image.shape[0] == 3,
+                f"{path.name} (a {mode} image) gave {image.shape[0]} channel(s), expected 3: "
+                "call .convert('RGB') on the image you open in __getitem__",
+            )
+
+
+def scales_and_normalizes(exercise) -> None:
+    """build_transform scales pixels to [0, 1] and normalizes with the mean and std given"""
+    mean, std = [0.2, 0.3, 0.4], [0.5, 0.25, 0.125]
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    result = exercise.build_transform(8, mean, std)(Image.fromarray(pixels, "RGB"))
+    require(
+        torch.is_tensor(result),
+        f"build_transform gave a {type(result).__name__}, not a tensor: add transforms.ToTensor()",
+    )
+    require(
+        tuple(result.shape) == (3, 8, 8),
+        f"an 8x8 image at image_size 8 gave shape {tuple(result.shape)}, expected (3, 8, 8): "
+        "transforms.Resize((image_size, image_size)), then ToTensor (channels first)",
+    )
+    require(
+        result.is_floating_point(),
+        f"the tensor is {result.dtype}: ToTensor() gives float32 in [0, 1]",
+    )
+    scaled = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+
+    def normalized(values, m, s):
+        return (values - torch.tensor(m).view(3, 1, 1)) / torch.tensor(s).view(3, 1, 1)
+
+    if torch.allclose(result, normalized(scaled, mean, std), atol=1e-4):
+        return
+    if torch.allclose(result, normalized(scaled * 255, mean, std), atol=1e-2):
+        raise Mistake(
+            "pixels were not scaled to [0, 1] before Normalize (values up to 255): use "
+            "transforms.ToTensor(), which divides by 255"
+        )
+    if torch.allclose(result, scaled, atol=1e-4):
+        raise Mistake("no normalization: add transforms.Normalize(mean, std) after ToTensor()")
+    if torch.allclose(result, normalized(scaled, IMAGENET_MEAN, IMAGENET_STD), atol=1e-4):
+        raise Mistake(
+            "wrong normalization values: ImageNet's mean and std are hard-coded; use the mean and "
+            "std passed in (measured on your training images by channel_mean_std)"
+        )
+    raise Mistake(
+        "the values are not (pixel / 255 - mean) / std per channel: Resize, ToTensor(), "
+        "Normalize(mean, std), in this order"
+    )
+
+
+def measures_mean_std(exercise) -> None:
+    """channel_mean_std gives each channel's mean and std over all training pixels"""
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 4 + i, 5, generator=generator) * (0.5 + 0.2 * i) for i in range(3)]
+    mean, std = exercise.channel_mean_std(images)
+    require(
+        len(mean) == 3 and len(std) == 3,
+        f"{len(mean)} means and {len(std)} stds: one value per channel (R, G, B)",
+    )
+    pixels = torch.cat([image.reshape(3, -1) for image in images], dim=1)
+    expected_mean, expected_std = pixels.mean(dim=1), pixels.std(dim=1)
+    require(
+        torch.allclose(torch.tensor([float(m) for m in mean]), expected_mean, atol=1e-4),
+        f"means {[round(float(m), 4) for m in mean]}, expected "
+        f"{[round(m, 4) for m in expected_mean.tolist()]}: average each channel over every "
+        "pixel of every image (images of different sizes weigh by their pixel count)",
+    )
+    require(
+        torch.allclose(torch.tensor([float(s) for s in std]), expected_std, atol=1e-3),
+        f"stds {[round(float(s), 4) for s in std]}, expected "
+        f"{[round(s, 4) for s in expected_std.tolist()]}: the spread of each channel over all "
+        "pixels together, not an average of per-image stds",
+    )
+
+
+def loaders(exercise) -> None:
+    """the training loader shuffles, validation does not; workers and pin_memory are used"""
+    images = torch.rand(6, 3, 8, 8)
+    dataset = torch.utils.data.TensorDataset(images, torch.arange(6) % 2)
+    train, val = exercise.make_loaders(dataset, dataset, batch_size=4, num_workers=2)
+    require(
+        isinstance(train.sampler, RandomSampler),
+        "the training loader does not shuffle: DataLoader(train_set, shuffle=True), or every "
+        "epoch sees the batches in the same order (with sorted folders: one class at a time)",
+    )
+    require(
+        isinstance(val.sampler, SequentialSampler),
+        "the validation loader shuffles: shuffle=False keeps validation the same every epoch",
+    )
+    require(
+        train.num_workers == 2 and val.num_workers == 2,
+        f"num_workers is {train.num_workers} / {val.num_workers} for num_workers=2: pass "
+        "num_workers=num_workers to DataLoader, so worker processes decode images in parallel",
+    )
+    require(
+        train.pin_memory == torch.cuda.is_available(),
+        "pin_memory should be torch.cuda.is_available(): page-locked memory speeds up copies "
+        "to a GPU and is wasted without one",
+    )
+    require(
+        train.batch_size == 4 and val.batch_size == 4,
+        f"batch_size is {train.batch_size} / {val.batch_size}, expected 4: pass batch_size on",
+    )
+
+
+CHECKS = [
+    finds_classes,
+    handles_formats,
+    converts_to_rgb,
+    scales_and_normalizes,
+    measures_mean_std,
+    loaders,
+]

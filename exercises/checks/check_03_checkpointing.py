@@ -1,0 +1,237 @@
+"""Checker of exercise 3 (checkpointing): ``python -m exercises.check 3``.
+
+The checks save and load real files in a temporary folder with the learner's functions:
+
+- into a folder that does not exist yet;
+- reading the file back with ``torch.load(weights_only=True)``: a pickled whole model is refused;
+- resuming: 3 Adam steps, save, 2 more steps, against load + 2 steps in a fresh model and optimizer:
+  the weights must be equal, which needs the optimizer's state (Adam's moments) in the file;
+- loading on another device: ``torch.load`` is watched while ``load_checkpoint`` runs and must be
+  given ``map_location`` (a checkpoint written on a GPU holds ``cuda:0`` tensors, and a CPU-only
+  machine cannot create them; this machine may have no GPU to show it, so the argument is checked);
+- a path where no checkpoint exists yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exercises.checks import Mistake, require
+
+
+def small_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        images = torch.randn(6, 5, generator=generator)
+        labels = torch.randint(0, 3, (6,), generator=generator)
+        optimizer.zero_grad()
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+
+def adam(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=0.05)
+
+
+@contextlib.contextmanager
+def saved(exercise, epoch: int = 1):
+    """A trained model, its optimizer and the learner's checkpoint of them in a temporary folder."""
+    model = small_model(seed=0)
+    optimizer = adam(model)
+    train_steps(model, optimizer, steps=3, seed=1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "checkpoints" / "last.pt"
+        path.parent.mkdir()
+        exercise.save_checkpoint(path, model, optimizer, epoch)
+        require(
+            path.is_file(), f"save_checkpoint wrote nothing at {path.name}: torch.save(..., path)"
+        )
+        yield path, model, optimizer
+
+
+def read(path: Path):
+    """The checkpoint as a safe load sees it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for pickled classes
+        raise Mistake(
+            "the checkpoint pickles Python objects (the whole model?), so it needs the model's "
+            "code to load and could run code when loaded; save model.state_dict() and "
+            f"optimizer.state_dict() instead ({type(error).__name__})"
+        ) from None
+
+
+def state_dicts(value):
+    """Every dict inside ``value`` (itself included)."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from state_dicts(item)
+
+
+# ----------------------------------------------------------------------------- the checks
+
+
+def creates_folder(exercise) -> None:
+    """save_checkpoint creates the folder it saves into"""
+    model = small_model(seed=0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "runs" / "first" / "checkpoints" / "last.pt"
+        try:
+            exercise.save_checkpoint(path, model, adam(model), 1)
+        except NotImplementedError:
+            raise
+        except (
+            RuntimeError,
+            OSError,
+        ) as error:  # torch.save: "Parent directory ... does not exist"
+            if path.parent.exists():
+                raise
+            raise Mistake(
+                f"saving into a folder that does not exist failed ({type(error).__name__}): "
+                "create it first with path.parent.mkdir(parents=True, exist_ok=True)"
+            ) from None
+        require(path.is_file(), "save_checkpoint wrote nothing at the path it was given")
+
+
+def saves_state_dicts(exercise) -> None:
+    """the checkpoint holds the model's state_dict, not the pickled model"""
+    with saved(exercise) as (path, model, _):
+        checkpoint = read(path)
+        expected = model.state_dict()
+        holds_weights = any(
+            set(d) == set(expected) and all(torch.equal(d[k], v) for k, v in expected.items())
+            for d in state_dicts(checkpoint)
+        )
+        require(
+            holds_weights,
+            "the checkpoint does not hold the model's weights: save model.state_dict() (after "
+            "training, not a copy from before)",
+        )
+
+
+def resumes_exactly(exercise) -> None:
+    """training resumed from the checkpoint equals training without a stop (optimizer state)"""
+    with saved(exercise) as (path, model, optimizer):
+        train_steps(model, optimizer, steps=2, seed=2)  # the run that never stopped
+        has_optimizer = any("state" in d and "param_groups" in d for d in state_dicts(read(path)))
+        require(
+            has_optimizer,
+            "the checkpoint has no optimizer state, so a resumed run forgets Adam's moment "
+            "estimates and step count and trains differently: save optimizer.state_dict()",
+        )
+        resumed = small_model(seed=99)  # other weights, so loading must overwrite them
+        resumed_optimizer = adam(resumed)
+        exercise.load_checkpoint(path, resumed, resumed_optimizer, torch.device("cpu"))
+        restored = bool(resumed_optimizer.state)  # a fresh Adam has no state before its first step
+        train_steps(resumed, resumed_optimizer, steps=2, seed=2)
+    difference = max(
+        float((a - b).abs().max())
+        for a, b in zip(model.state_dict().values(), resumed.state_dict().values(), strict=True)
+    )
+    require(
+        restored,
+        "load_checkpoint does not restore the optimizer: "
+        "optimizer.load_state_dict(checkpoint['optimizer'])",
+    )
+    require(
+        difference < 1e-6,
+        f"the resumed run's weights differ from the uninterrupted run's by {difference:.2e}: "
+        "load_checkpoint must restore model.load_state_dict(...) and "
+        "optimizer.load_state_dict(...) from the file",
+    )
+
+
+def returns_epoch(exercise) -> None:
+    """load_checkpoint returns the epochs completed that the checkpoint stored"""
+    with saved(exercise, epoch=7) as (path, _, _):
+        model = small_model(seed=0)
+        epoch = exercise.load_checkpoint(path, model, adam(model), torch.device("cpu"))
+    require(
+        epoch == 7,
+        f"saved with epoch=7, load_checkpoint returned {epoch!r}: store the epoch in the "
+        "checkpoint and return it, so the loop continues with the next one",
+    )
+
+
+def loads_with_map_location(exercise) -> None:
+    """load_checkpoint maps the tensors to the given device (map_location) and loads safely"""
+    calls = []
+    real_load = torch.load
+
+    def watched_load(*args, **kwargs):
+        bound = inspect.signature(real_load).bind(*args, **kwargs).arguments
+        calls.append(bound)
+        return real_load(*args, **kwargs)
+
+    with saved(exercise) as (path, _, _):
+        model = small_model(seed=0)
+        torch.load = watched_load
+        try:
+            exercise.load_checkpoint(path, model, adam(model), torch.device("cpu"))
+        finally:
+            torch.load = real_load
+    require(calls, "load_checkpoint never called torch.load(path, map_location=device)")
+    arguments = calls[-1]
+    require(
+        arguments.get("map_location") is not None,
+        "torch.load without map_location: a checkpoint saved on a GPU holds cuda:0 tensors and "
+        "fails on a CPU-only machine ('Attempting to deserialize object on a CUDA device'): "
+        "torch.load(path, map_location=device)",
+    )
+    location = arguments["map_location"]
+    require(
+        str(location) in ("cpu", str(torch.device("cpu"))) or callable(location),
+        f"map_location={location!r}, but the device asked for was 'cpu': pass the device given "
+        "to load_checkpoint",
+    )
+    require(
+        arguments.get("weights_only") is not False,
+        "weights_only=False: loading would run any code pickled into the file; checkpoints of "
+        "state_dicts load with weights_only=True",
+    )
+
+
+def handles_missing_file(exercise) -> None:
+    """load_checkpoint starts from epoch 0 when there is no checkpoint yet"""
+    model = small_model(seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "checkpoints" / "last.pt"
+        try:
+            epoch = exercise.load_checkpoint(path, model, adam(model), torch.device("cpu"))
+        except (FileNotFoundError, OSError) as error:
+            raise Mistake(
+                f"load_checkpoint crashed on a missing file ({type(error).__name__}): check "
+                "Path(path).exists() first, and return 0 to start from the beginning"
+            ) from None
+    require(
+        epoch == 0,
+        f"no checkpoint, yet load_checkpoint returned {epoch!r}: return 0 (start from scratch)",
+    )
+    require(
+        all(torch.equal(before[k], v) for k, v in model.state_dict().items()),
+        "no checkpoint, yet the model's weights changed",
+    )
+
+
+CHECKS = [
+    creates_folder,
+    saves_state_dicts,
+    resumes_exactly,
+    returns_epoch,
+    loads_with_map_location,
+    handles_missing_file,
+]
