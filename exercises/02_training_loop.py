@@ -11,8 +11,9 @@ When every check passes, compare with exercises/solutions/02_training_loop.py an
 ``train_one_epoch()`` / ``evaluate()`` in project/manual/loop.py (the project's own loop).
 
 Hints
-- Every iteration: move the batch to the device, ``optimizer.zero_grad()``, ``logits = model(images)``,
-  ``loss = F.cross_entropy(logits, labels)``, ``loss.backward()``, ``optimizer.step()``.
+- Every iteration: move the batch to the device, ``optimizer.zero_grad()``,
+  ``logits = model(images)``, ``loss = F.cross_entropy(logits, labels)``, ``loss.backward()``,
+  ``optimizer.step()``.
 - Inputs and targets both go to the model's device: ``images.to(device)``, ``labels.to(device)``.
 - ``model.train()`` at the start of training, ``model.eval()`` at the start of validation: they
   switch dropout and BatchNorm (lessons/03_modules.py shows the difference).

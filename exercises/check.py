@@ -5,8 +5,8 @@
     python -m exercises.check 2 --file my.py     # any file
     make exercise N=1                            # the same as the first line
 
-Exit status 0 when every check passes, 1 when any fails. Exercise N is found by its two-digit prefix:
-``exercises/NN_*.py`` is the exercise, ``exercises/checks/check_NN_*.py`` its checker and
+Exit status 0 when every check passes, 1 when any fails. Exercise N is found by its two-digit
+prefix: ``exercises/NN_*.py`` is the exercise, ``exercises/checks/check_NN_*.py`` its checker and
 ``exercises/solutions/NN_*.py`` the solution, so a new exercise needs no change here.
 """
 

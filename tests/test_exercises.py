@@ -1,0 +1,322 @@
+"""The exercise checkers are tested like code: they must pass the reference solutions, fail every
+check of the untouched exercise files (each with its own message), and catch each listed mistake
+in a deliberately broken copy of the solution (a mutant) with the message for that mistake.
+
+Exercises are discovered by number (exercises/NN_*.py with exercises/checks/check_NN_*.py), so a
+new exercise joins these tests without an edit here; a checker that sets ``SLOW = True`` is marked
+slow, and its own ``MUTANTS`` list [(old, new, expected words)] is run too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exercises.check import (
+    checker,
+    exercise_file,
+    exercise_numbers,
+    iter_checks,
+    run_checks,
+    solution_file,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def params(numbers):
+    return [
+        pytest.param(
+            n,
+            id=f"exercise{n}",
+            marks=[pytest.mark.slow] if getattr(checker(n), "SLOW", False) else [],
+        )
+        for n in numbers
+    ]
+
+
+def untouched(number: int, tmp_path: Path) -> Path:
+    """The exercise file as committed: a learner's edits in the working tree must not make
+    ``make test`` fail. Outside a git checkout (or before the file is committed): the file."""
+    path = exercise_file(number)
+    relative = path.relative_to(ROOT).as_posix()
+    try:
+        text = subprocess.run(
+            ["git", "show", f"HEAD:{relative}"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return path
+    if text.returncode != 0:
+        return path
+    copy = tmp_path / path.name
+    copy.write_text(text.stdout)
+    return copy
+
+
+def test_every_exercise_is_found():
+    assert {1, 2, 3} <= set(exercise_numbers())
+
+
+@pytest.mark.parametrize("number", params(exercise_numbers()))
+def test_solution_passes_every_check(number):
+    results = run_checks(number, solution_file(number))
+    assert results, f"exercise {number} has no checks"
+    assert [r.line() for r in results if not r.ok] == []
+
+
+@pytest.mark.parametrize("number", params(exercise_numbers()))
+def test_untouched_exercise_fails_every_check_with_its_own_message(number, tmp_path):
+    results = run_checks(number, untouched(number, tmp_path))
+    assert [r.line() for r in results if r.ok] == [], "checks that pass on the TODO file"
+    lines = [r.line() for r in results]
+    assert len(set(lines)) == len(lines), lines
+
+
+# (id, text of the solution, its broken replacement, the check that must catch it, words of
+# that check's message). Each listed mistake of WORKSHOP.md / the exercise docstrings is here.
+MUTANTS = {
+    1: [
+        (
+            "no_rgb_conversion",
+            'image = image.convert("RGB")',
+            "image = image.copy()",
+            "converts_to_rgb",
+            "call .convert('RGB')",
+        ),
+        (
+            "only_lowercase_suffixes",
+            "Path(file).suffix.lower() in",
+            "Path(file).suffix in",
+            "handles_formats",
+            "these image files were not found: ['cat/b.JPG']",
+        ),
+        (
+            "no_subfolders",
+            "os.walk(root / name)",
+            "[(root / name, [], os.listdir(root / name))]",
+            "handles_formats",
+            "images in sub-folders of a class were not found",
+        ),
+        (
+            "hidden_folder_as_class",
+            'entry.is_dir() and not entry.name.startswith(".")',
+            "entry.is_dir()",
+            "finds_classes",
+            "the hidden folder '.ipynb_checkpoints' became",
+        ),
+        (
+            "no_scaling",
+            "transforms.ToTensor(),",
+            "transforms.PILToTensor(), transforms.Lambda(lambda x: x.float()),",
+            "scales_and_normalizes",
+            "not scaled to [0, 1]",
+        ),
+        (
+            "imagenet_values",
+            "transforms.Normalize(mean, std),",
+            "transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),",
+            "scales_and_normalizes",
+            "wrong normalization values",
+        ),
+        (
+            "no_normalize",
+            "transforms.Normalize(mean, std),",
+            "",
+            "scales_and_normalizes",
+            "no normalization",
+        ),
+        (
+            "std_of_images_averaged",
+            "pixels.std(dim=1)",
+            "torch.stack([i.reshape(3, -1).std(dim=1) for i in images]).mean(dim=0)",
+            "measures_mean_std",
+            "not an average of per-image stds",
+        ),
+        (
+            "no_shuffle",
+            "DataLoader(train_set, shuffle=True",
+            "DataLoader(train_set, shuffle=False",
+            "loaders",
+            "the training loader does not shuffle",
+        ),
+        (
+            "no_workers",
+            "DataLoader(train_set, shuffle=True, **common)",
+            'DataLoader(train_set, shuffle=True, **{**common, "num_workers": 0, '
+            '"persistent_workers": False})',
+            "loaders",
+            "num_workers is 0 / 2",
+        ),
+    ],
+    2: [
+        (
+            "no_zero_grad",
+            "        optimizer.zero_grad()",
+            "        pass",
+            "zero_grad_before_backward",
+            "gradients accumulate across steps: call optimizer.zero_grad() before loss.backward()",
+        ),
+        (
+            "step_before_backward",
+            "        loss.backward()  # fills .grad of every parameter\n"
+            "        optimizer.step()  # uses .grad: only after backward()\n",
+            "        optimizer.step()\n        loss.backward()\n",
+            "step_after_backward",
+            "optimizer.step() ran before loss.backward()",
+        ),
+        (
+            "labels_not_on_device",
+            "        labels = labels.to(device)\n        optimizer",
+            "        optimizer",
+            "moves_batches_to_device",
+            "the labels reached cross_entropy()",
+        ),
+        (
+            "images_not_on_device",
+            "        images = images.to(device)  #",
+            "        #",
+            "moves_batches_to_device",
+            "the images reached linear()",
+        ),
+        (
+            "train_mode_missing",
+            "    model.train()  #",
+            "    #",
+            "trains_in_train_mode",
+            "training ran in eval mode",
+        ),
+        (
+            "validation_in_train_mode",
+            "    model.eval()  #",
+            "    #",
+            "evaluates_in_eval_mode",
+            "validation ran in train mode",
+        ),
+        (
+            "validation_without_no_grad",
+            "@torch.no_grad()  #",
+            "#",
+            "evaluates_without_grad",
+            "validation recorded an autograd graph",
+        ),
+        (
+            "wrong_batch_dimension",
+            "argmax(dim=1)",
+            "argmax(dim=0)",
+            "accuracy_over_images",
+            "wrong batch dimension",
+        ),
+        (
+            "accuracy_per_batch",
+            "correct / total_images",
+            "correct / len(loader)",
+            "accuracy_over_images",
+            "not of batches",
+        ),
+    ],
+    3: [
+        (
+            "no_folder",
+            "    path.parent.mkdir(parents=True, exist_ok=True)",
+            "    pass",
+            "creates_folder",
+            "create it first with path.parent.mkdir",
+        ),
+        (
+            "whole_model",
+            '"model": model.state_dict(),',
+            '"model": model,',
+            "saves_state_dicts",
+            "the checkpoint pickles Python objects",
+        ),
+        (
+            "no_optimizer_state",
+            '"optimizer": optimizer.state_dict(),',
+            "",
+            "resumes_exactly",
+            "the checkpoint has no optimizer state",
+        ),
+        (
+            "optimizer_not_restored",
+            '    optimizer.load_state_dict(checkpoint["optimizer"])',
+            "    pass",
+            "resumes_exactly",
+            "load_checkpoint does not restore the optimizer",
+        ),
+        (
+            "no_map_location",
+            "map_location=device, ",
+            "",
+            "loads_with_map_location",
+            "torch.load without map_location",
+        ),
+        (
+            "unsafe_load",
+            "weights_only=True",
+            "weights_only=False",
+            "loads_with_map_location",
+            "weights_only=False",
+        ),
+        (
+            "no_existence_check",
+            "    if not path.exists():",
+            "    if False:",
+            "handles_missing_file",
+            "load_checkpoint crashed on a missing file",
+        ),
+    ],
+}
+
+
+def mutant_params():
+    found = []
+    for number in exercise_numbers():
+        module = checker(number)
+        slow = [pytest.mark.slow] if getattr(module, "SLOW", False) else []
+        for name, old, new, check, words in MUTANTS.get(number, []):
+            found.append(pytest.param(number, old, new, [check], words, id=f"{number}-{name}"))
+        for index, (old, new, words) in enumerate(getattr(module, "MUTANTS", [])):
+            found.append(
+                pytest.param(number, old, new, None, words, id=f"{number}-own{index}", marks=slow)
+            )
+    return found
+
+
+@pytest.mark.parametrize("number, old, new, checks, words", mutant_params())
+def test_mutant_is_caught_with_its_message(number, old, new, checks, words, tmp_path):
+    source = solution_file(number).read_text()
+    assert old in source, "the mutant no longer matches the solution: update it"
+    mutant = tmp_path / solution_file(number).name
+    mutant.write_text(source.replace(old, new))
+    failures = [r.line() for r in iter_checks(number, mutant, checks) if not r.ok]
+    assert any(words in line for line in failures), failures
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch: seconds
+def test_runner_prints_one_line_per_check_and_exits_1(tmp_path):
+    """What a learner sees: the runner as a command, on an attempt that forgot zero_grad()."""
+    mutant = tmp_path / "attempt.py"
+    source = solution_file(2).read_text()
+    mutant.write_text(source.replace("        optimizer.zero_grad()", "        pass"))
+    run = subprocess.run(
+        [sys.executable, "-m", "exercises.check", "2", "--file", str(mutant)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"exercise 2: checking {mutant}"
+    assert len([line for line in lines if line.startswith(("  ok", "  FAIL"))]) == len(
+        checker(2).CHECKS
+    )
+    assert (
+        "  FAIL  each step uses the gradients of its own batch only: gradients accumulate "
+        "across steps: call optimizer.zero_grad() before loss.backward() in every iteration "
+        "(train_one_epoch)" in lines
+    )
+    assert lines[-1].endswith("checks failed. Fix the first one and run this again.")
