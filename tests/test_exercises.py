@@ -210,6 +210,13 @@ MUTANTS = {
             "wrong batch dimension",
         ),
         (
+            "loss_of_the_last_batch_only",
+            "total_loss += loss.item() * labels.shape[0]",
+            "total_loss = loss.item() * labels.shape[0]",
+            "returns_mean_training_loss",
+            "expected the mean loss of the epoch",
+        ),
+        (
             "accuracy_per_batch",
             "correct / total_images",
             "correct / len(loader)",
