@@ -10,8 +10,10 @@ Two formats live side by side, and each loop reads both:
   ``"optimizer"``, ``"scheduler"``, ``"scaler"``, ``"epoch"``, ``"rng_states"``...
 
 ``network_state`` maps either one to the network's own keys; ``lightning_state_dict`` maps back.
-``AtomicCheckpointIO`` makes Lightning read and write through the same two functions as the manual
-loop (``save_atomic``, ``load_checkpoint``); ``newest_last_checkpoint`` is what ``last`` means.
+``AtomicCheckpointIO`` (project/cli.py) makes Lightning read and write through the same two
+functions as the manual loop (``save_atomic``, ``load_checkpoint``); ``newest_last_checkpoint`` is
+what ``last`` means. Plain PyTorch, no Lightning import: the manual loop and the networks in
+project/models/ use it without loading Lightning.
 
 Every read uses ``torch.load(weights_only=True)``: a checkpoint is a pickle, and a full unpickler
 runs whatever code the file's author put in it. Every write goes to a temporary file in the same
@@ -28,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from project.errors import InputError
 
 NETWORK_PREFIX = "network."  # ImageClassifier stores the plain nn.Module as self.network
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint file is missing, unreadable, refused, or not one of ours."""
 
 
@@ -183,19 +186,3 @@ def restore_rng_states(states: dict) -> None:
     np.random.set_state((name, keys.numpy(), *rest))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint reads and writes, done by ``load_checkpoint`` and ``save_atomic``.
-
-    Lightning's own writer may stage the file on another filesystem; this one writes next to the
-    target, fsyncs and renames. Reads default to weights_only=True and name the file on failure.
-    """
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        save_atomic(checkpoint, path)
-
-    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict:
-        if weights_only is False:  # the user's explicit choice (--weights_only false) for a file
-            return torch.load(path, map_location=map_location, weights_only=False)  # they trust
-        return load_checkpoint(path, map_location or "cpu")

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -28,6 +27,7 @@ from project.checkpoints import (
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer
 from project.optim import OptimizerName, Schedule, build_optimizer, build_scheduler
+from project.steps import check_finite, classification_loss, forward
 
 
 def prepare_network(network: nn.Module, channels_last: bool, compile: bool) -> None:
@@ -89,13 +89,10 @@ class ImageClassifier(LightningModule):
         prepare_network(self.network, self.hparams.channels_last, self.hparams.compile)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.network(images)
+        return forward(self.network, images, self.hparams.channels_last)  # project/steps.py
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # float(): under mixed precision the logits may be bf16/fp16; the loss is taken in fp32.
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
+        return classification_loss(logits, labels, self.hparams.label_smoothing)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
@@ -103,11 +100,7 @@ class ImageClassifier(LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
-        if not torch.isfinite(loss):  # stop before a NaN reaches the weights (or a checkpoint)
-            raise FloatingPointError(
-                f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: "
-                "training stopped (lower the learning rate?)"
-            )
+        check_finite(loss, self.current_epoch, self.global_step)  # NaN: stop, exit status 1
         self.train_acc(logits, labels)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
@@ -134,6 +127,34 @@ class ImageClassifier(LightningModule):
         probabilities = self(images).float().softmax(dim=1)
         confidence, predicted = probabilities.max(dim=1)
         return {"paths": list(paths), "predicted": predicted.cpu(), "confidence": confidence.cpu()}
+
+    # ---- what differs between models: both loops call these, they do nothing by default ------
+
+    def load_pretrained_weights(self) -> None:
+        """Fill the network with pretrained weights before a run starts from scratch.
+
+        Lightning: called from ``setup("fit")``; the manual loop calls it unless it resumes.
+        """
+
+    def prepare_epoch(self, epoch: int) -> str | None:
+        """Change the model for training epoch ``epoch`` (freeze or unfreeze layers, ...).
+
+        Decided from the epoch number alone, so a resumed run lands in the same state. Returns a
+        line to print when something changed. Lightning: ``on_train_epoch_start``; the manual
+        loop calls it at the start of every epoch.
+        """
+        return None
+
+    def setup(self, stage: str) -> None:
+        # Runs before the first training step; when resuming, the checkpoint's weights then
+        # replace these, so the pretrained file is still checked but its values not kept.
+        if stage == "fit":
+            self.load_pretrained_weights()
+
+    def on_train_epoch_start(self) -> None:
+        message = self.prepare_epoch(self.current_epoch)
+        if message:
+            self.print(message)
 
     def param_groups(self) -> list[dict]:
         """Named parameter groups for the optimizer; one group unless a subclass splits them."""
@@ -231,22 +252,19 @@ class ResNetClassifier(ImageClassifier):
         super().__init__(network, num_classes, **kwargs)
         network.set_backbone_frozen(self.frozen_at(epoch=0))
 
-    def setup(self, stage: str) -> None:
-        # Runs before the first training step; when resuming, the checkpoint's weights then
-        # replace these, so the pretrained file is still checked but its values not kept.
-        if stage == "fit":
-            self.network.load_backbone(self.hparams.weights, self.hparams.download)
+    def load_pretrained_weights(self) -> None:
+        self.network.load_backbone(self.hparams.weights, self.hparams.download)
 
     def frozen_at(self, epoch: int) -> bool:
         frozen_epochs = self.hparams.freeze_backbone_epochs
         return frozen_epochs is None or epoch < frozen_epochs
 
-    def on_train_epoch_start(self) -> None:
-        # Decided from the epoch number alone, so a resumed run lands in the same state.
-        frozen = self.frozen_at(self.current_epoch)
-        if frozen != self.network.backbone_frozen:
-            self.network.set_backbone_frozen(frozen)
-            self.print(f"epoch {self.current_epoch}: backbone {'frozen' if frozen else 'unfrozen'}")
+    def prepare_epoch(self, epoch: int) -> str | None:
+        frozen = self.frozen_at(epoch)
+        if frozen == self.network.backbone_frozen:
+            return None
+        self.network.set_backbone_frozen(frozen)
+        return f"epoch {epoch}: backbone {'frozen' if frozen else 'unfrozen'}"
 
     def param_groups(self) -> list[dict]:
         lr = self.hparams.lr

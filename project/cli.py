@@ -10,7 +10,7 @@ What it adds to LightningCLI:
   - trainer.precision accepts "auto" (see project/precision.py) and logs what it chose;
   - checkpoints are loaded with weights_only=True unless you pass --weights_only false
     (a checkpoint is a pickle: loading it otherwise can run code from whoever wrote it), and
-    written atomically (project/checkpoints.py: AtomicCheckpointIO);
+    written atomically (AtomicCheckpointIO, through project/checkpoints.py);
   - --ckpt_path last finds the newest last.ckpt of this run name, across log versions;
   - bad data, a missing/truncated/refused checkpoint: a one-line error before training starts;
   - SIGTERM or Ctrl-C: last.ckpt is saved (callbacks.CheckpointOnInterrupt), exit status non-zero.
@@ -18,28 +18,38 @@ What it adds to LightningCLI:
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
+import torch
 from lightning.fabric.connector import _PRECISION_INPUT
-from lightning.fabric.plugins import CheckpointIO
+from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from project.checkpoints import (
-    AtomicCheckpointIO,
-    CheckpointError,
-    load_checkpoint,
-    newest_last_checkpoint,
-)
+from project.checkpoints import load_checkpoint, newest_last_checkpoint, save_atomic
 from project.classifier import ImageClassifier
 from project.data.datamodule import ImageDataModule
-from project.data.datasets import DataError
-from project.data.images import ImageLoadError
+from project.errors import Stopped, exit_on_error
 from project.precision import resolve_precision
+from project.runs import lightning_run_folders
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reads and writes, done by ``load_checkpoint`` and ``save_atomic``.
+
+    Lightning's own writer may stage the file on another filesystem; this one writes next to the
+    target, fsyncs and renames. Reads default to weights_only=True and name the file on failure.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        save_atomic(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict:
+        if weights_only is False:  # the user's explicit choice (--weights_only false) for a file
+            return torch.load(path, map_location=map_location, weights_only=False)  # they trust
+        return load_checkpoint(path, map_location or "cpu")
 
 
 class Trainer(pl.Trainer):
@@ -55,29 +65,6 @@ class Trainer(pl.Trainer):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         super().__init__(*args, precision=resolved, plugins=plugins, **kwargs)
-
-
-def log_location(trainer_config) -> tuple[Path, str | None]:
-    """Where this config's TensorBoardLogger writes: ``<save_dir>/<name>``, and the run folder's
-    name when the config fixes ``version`` (None: a new ``version_<n>`` per run). The manual loop
-    reads its config the same way."""
-    logger = trainer_config.get("logger")
-    if logger in (None, True, False) or not hasattr(logger, "init_args"):
-        return Path(trainer_config.get("default_root_dir") or ".") / "lightning_logs", None
-    args = logger.init_args
-    root = Path(args.save_dir) / (args.get("name") or "lightning_logs")
-    version = args.get("version")
-    if version is None:
-        return root, None
-    return root, f"version_{version}" if isinstance(version, int) else str(version)
-
-
-def lightning_run_folders(trainer_config) -> tuple[list[Path], str]:
-    """The log folders of earlier runs of this config's logger (version_0, version_1, ...)."""
-    root, fixed = log_location(trainer_config)
-    if fixed is not None:
-        return [root / fixed], str(root / fixed)
-    return sorted(root.glob("version_*")), f"{root}/version_*"
 
 
 class ImageClassifierCLI(LightningCLI):
@@ -111,39 +98,21 @@ class ImageClassifierCLI(LightningCLI):
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
 
 
-def one_line(error: Exception) -> str:
-    """The error's own message. A DataLoader worker's error arrives wrapped in the worker's
-    traceback ("Caught ImageLoadError in DataLoader worker process 0 ..."): keep its last line."""
-    message = str(error).strip()
-    if "Original Traceback" in message:
-        last = message.splitlines()[-1]
-        message = last.split(f"{type(error).__name__}: ", 1)[-1]
-    return message
-
-
 def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
     """The entry point of ``python -m project``; tests call it with a list of arguments."""
-    try:
-        return ImageClassifierCLI(
-            ImageClassifier,
-            ImageDataModule,
-            subclass_mode_model=True,
-            trainer_class=Trainer,
-            save_config_kwargs={"overwrite": True},
-            # The model builds its own optimizer and LR schedule (project/optim.py).
-            auto_configure_optimizers=False,
-            args=args,
-            run=run,
-        )
-    except (DataError, ImageLoadError, CheckpointError) as error:
-        # A problem with the user's data or files, not a bug: one line, no traceback.
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except FloatingPointError as error:  # the loss diverged: nothing non-finite was saved
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except SIGTERMException:
-        print(
-            "stopped by SIGTERM; last.ckpt saved: continue with --ckpt_path last", file=sys.stderr
-        )
-        raise SystemExit(143) from None  # 128 + SIGTERM, what a shell reports for it
+    with exit_on_error():  # one line and a known exit status (project/errors.py)
+        try:
+            return ImageClassifierCLI(
+                ImageClassifier,
+                ImageDataModule,
+                subclass_mode_model=True,
+                trainer_class=Trainer,
+                save_config_kwargs={"overwrite": True},
+                # The model builds its own optimizer and LR schedule (project/optim.py).
+                auto_configure_optimizers=False,
+                args=args,
+                run=run,
+            )
+        except SIGTERMException:
+            message = "stopped by SIGTERM; last.ckpt saved: continue with --ckpt_path last"
+            raise Stopped(message, "SIGTERM") from None

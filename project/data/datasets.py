@@ -22,12 +22,13 @@ import torch
 from torch.utils.data import Dataset
 
 from project.data.images import ImageLoadError, is_hidden, is_image_file, load_image
+from project.errors import InputError
 
 Sample = tuple[Path, int]  # (image file, class index)
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """The data source is unusable (missing folder, empty class, bad CSV row, ...)."""
 
 

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from project.errors import InputError
+
 # Matched case-insensitively: "photo.JPG" is an image too.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
-class ImageLoadError(RuntimeError):
+class ImageLoadError(InputError, RuntimeError):
     """An image file could not be read. The message always starts with the file's path."""
 
 

@@ -3,5 +3,6 @@
     python -m project.manual fit --config configs/cnn.yaml
     python -m project.manual test --config configs/cnn.yaml --ckpt_path PATH/TO/last.ckpt
 
-settings.py reads the LightningCLI's YAML files; loop.py is the loop itself; __main__.py runs it.
+loop.py is the loop itself (read it first); README.md here maps every Lightning feature to the
+function that does it; settings.py reads the LightningCLI's YAML files; __main__.py runs it.
 """

@@ -10,20 +10,10 @@ Lightning runs' version_<n>/, under the same tag names, so one TensorBoard overl
 
 from __future__ import annotations
 
-import sys
-
-from project.checkpoints import CheckpointError, load_network_weights
-from project.cli import one_line
-from project.data.datasets import DataError
-from project.data.images import ImageLoadError
+from project.checkpoints import load_network_weights
+from project.errors import exit_on_error
 from project.manual import distributed
-from project.manual.loop import (
-    TrainingInterrupted,
-    evaluate,
-    fit,
-    loss_function,
-    stop_requests,
-)
+from project.manual.loop import evaluate, fit
 from project.manual.settings import (
     ConfigError,
     build_data_and_model,
@@ -31,12 +21,14 @@ from project.manual.settings import (
     parse,
     seed_everything,
 )
+from project.manual.signals import stop_requests
 
 
 def plain_config(config) -> dict:
     """The parsed config as plain values (stored in checkpoints, which weights_only must load)."""
     plain = config.clone()
-    plain.pop("config", None)  # the YAML file paths (Path objects), not settings
+    for key in ("config", "__default_config__"):  # the YAML files read (Path objects): not settings
+        plain.pop(key, None)
     return plain.as_dict()
 
 
@@ -63,21 +55,16 @@ def run(args: list[str] | None = None):
     data.setup(config.stage)
     loader = data.val_dataloader() if split == "val" else data.test_dataloader()
     network = classifier.network.to(settings.device)
-    classes = classifier.hparams.num_classes
-    metrics = evaluate(network, loader, loss_function(classifier), settings, classes)
+    metrics = evaluate(network, loader, classifier, settings)
     print(f"{split}/loss {metrics['loss']:.4f}  {split}/acc {metrics['acc']:.4f}")
     return {f"{split}/loss": metrics["loss"], f"{split}/acc": metrics["acc"]}
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
+    # Our errors end as one line and an exit status, the same as python -m project's
+    # (project/errors.py): bad input 2, a NaN loss 1, SIGTERM 143, Ctrl-C 130.
+    with exit_on_error():
         run(args)
-    except (ConfigError, CheckpointError, DataError, ImageLoadError, FloatingPointError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)  # the user's input: no traceback
-        raise SystemExit(2) from None
-    except TrainingInterrupted as stopped:
-        print(str(stopped), file=sys.stderr)
-        raise SystemExit(143 if "SIGTERM" in str(stopped) else 130) from None  # 128 + signal
 
 
 if __name__ == "__main__":

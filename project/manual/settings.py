@@ -22,9 +22,11 @@ from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
 from project.classifier import ImageClassifier
-from project.cli import Trainer, log_location
+from project.cli import Trainer
 from project.data.datamodule import ImageDataModule
+from project.errors import InputError
 from project.precision import resolve_precision
+from project.runs import log_location
 
 STAGES = ("fit", "validate", "test")
 
@@ -45,7 +47,7 @@ NOT_IMPLEMENTED = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """The config asks for something the manual loop cannot do."""
 
 

@@ -24,12 +24,13 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
 from project.checkpoints import CheckpointError, network_state
+from project.errors import InputError
 
 BACKBONE_PREFIX = "backbone."  # ResNetTransfer's backbone keys in a project checkpoint
 DOWNLOAD_TIMEOUT_S = 20
 
 
-class WeightsError(RuntimeError):
+class WeightsError(InputError, RuntimeError):
     """Pretrained weights could not be found or do not fit the model."""
 
 

@@ -1,0 +1,98 @@
+"""What the manual loop writes while it trains: TensorBoard scalars and images, and the console.
+
+Lightning: TensorBoardLogger (the run folder and scalars), LearningRateMonitor (``lr/<group>``),
+the progress bar's epoch line, and our callbacks ValidationFigures and HyperparametersWithMetrics
+(project/callbacks.py). The tags and steps are the same as the Lightning run's
+(tests/test_manual.py checks it), so one TensorBoard overlays both:
+
+    lightning_logs/<name>/version_<n>/          python -m project fit
+    lightning_logs/<name>/manual_version_<n>/   python -m project.manual fit
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+from project.manual import distributed
+from project.manual.settings import LoopSettings
+from project.monitoring import (
+    FINAL_METRICS,
+    hyperparameters,
+    write_hyperparameters,
+    write_validation_figures,
+)
+
+EPOCH_TAGS = ("train/acc", "val/loss", "val/acc", "time/epoch_seconds")
+
+
+def next_log_dir(settings: LoopSettings) -> Path:
+    """A new folder per run, beside Lightning's version_<n> (Lightning: TensorBoardLogger)."""
+    if settings.log_folder is not None:
+        return settings.log_root / settings.log_folder
+    taken = [
+        int(path.name.rsplit("_", 1)[1])
+        for path in settings.log_root.glob("manual_version_*")
+        if path.name.rsplit("_", 1)[1].isdigit()
+    ]
+    return settings.log_root / f"manual_version_{max(taken, default=-1) + 1}"
+
+
+class RunLog:
+    """One run's TensorBoard folder and console lines; only process 0 writes."""
+
+    def __init__(self, settings: LoopSettings, classifier, data):
+        self.settings = settings
+        self.data = data
+        self.main_process = distributed.rank() == 0
+        self.dir = next_log_dir(settings)
+        distributed.barrier()  # every process has named the folder before process 0 creates it
+        self.writer = SummaryWriter(self.dir) if self.main_process else distributed.NoWriter()
+        self.say(f"logging to {self.dir}")
+        if settings.hyperparameters and self.main_process:  # HyperparametersWithMetrics
+            params = hyperparameters(dict(classifier.hparams), dict(data.hparams), type(classifier))
+            write_hyperparameters(self.writer, params, {name: 0.0 for name in FINAL_METRICS})
+
+    def say(self, message: str | None) -> None:
+        """Print on process 0 only (Lightning: rank_zero_info); None prints nothing."""
+        if message and self.main_process:
+            print(message)
+
+    def step(self, global_step: int, loss: float, learning_rates: dict[str, float]) -> None:
+        """Every ``log_every_n_steps`` steps (Lightning: Trainer(log_every_n_steps=...))."""
+        if (global_step + 1) % self.settings.log_every_n_steps:
+            return
+        self.writer.add_scalar("train/loss", loss, global_step)
+        for name, lr in learning_rates.items():  # Lightning: LearningRateMonitor
+            self.writer.add_scalar(f"lr/{name}", lr, global_step)
+
+    def epoch(self, epoch: int, step: int, metrics: dict[str, float], val: dict) -> None:
+        """After validation: the epoch's scalars, figures and console line."""
+        for tag in EPOCH_TAGS:
+            self.writer.add_scalar(tag, metrics[tag], step)
+        self.writer.add_scalar("epoch", epoch, step)
+        if self.settings.validation_figures:  # Lightning: the ValidationFigures callback
+            write_validation_figures(
+                self.writer, step, val["confusion"], val["first_batch"],
+                self.data.class_names, *self.data.normalization(),
+            )  # fmt: skip
+        self.say(
+            f"epoch {epoch:3d}  train/loss {metrics['train/loss']:.4f}  "
+            f"train/acc {metrics['train/acc']:.4f}  val/loss {metrics['val/loss']:.4f}  "
+            f"val/acc {metrics['val/acc']:.4f}  ({metrics['time/epoch_seconds']:.1f} s)"
+        )
+
+    def finish(self, epochs: list[dict[str, float]], step: int) -> None:
+        """The run's results for the HPARAMS tab (Lightning: HyperparametersWithMetrics)."""
+        if self.settings.hyperparameters and epochs:
+            best_val_acc = max(metrics["val/acc"] for metrics in epochs)
+            final = (best_val_acc, epochs[-1]["val/loss"])
+            for name, value in zip(FINAL_METRICS, final, strict=True):
+                self.writer.add_scalar(name, value, step)
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.writer.close()  # also when training stops on an error or a signal: nothing is lost

@@ -1,0 +1,52 @@
+"""The pieces of a training step that both loops share, so they can never drift apart.
+
+``ImageClassifier`` (project/classifier.py, the Lightning loop) and project/manual/loop.py (the
+plain PyTorch loop) both call these three functions; tests/test_manual.py proves the two loops end
+with bit-identical weights. Plain PyTorch, no Lightning import.
+
+    from project.steps import forward, classification_loss, check_finite
+    logits = forward(network, images, channels_last=False)
+    loss = classification_loss(logits, labels, label_smoothing=0.1)
+    check_finite(loss, epoch=0, step=12)      # raises LossNotFinite before the optimizer step
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from project.errors import LossNotFinite
+
+
+def forward(network: nn.Module, images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The network's logits. With ``channels_last`` the batch is made NHWC, like the weights
+    (``prepare_network``): a mismatch would make every convolution convert its input."""
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return network(images)
+
+
+def classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy, taken in float32: under mixed precision the logits may be bf16/fp16."""
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+
+
+def check_finite(
+    loss: torch.Tensor, epoch: int, step: int, any_process: Callable[[bool], bool] = bool
+) -> None:
+    """Stop before a NaN or infinite loss reaches the weights (or a checkpoint): exit status 1.
+
+    ``any_process``: with several processes all must stop at the same step, or the others would
+    wait forever for this one (the manual loop passes ``distributed.any_process``).
+    Reads the loss on the host (on a GPU, a device sync).
+    """
+    if any_process(not torch.isfinite(loss)):
+        raise LossNotFinite(
+            f"loss is {loss.item()} at epoch {epoch}, step {step}: training stopped "
+            "(lower the learning rate?)"
+        )

@@ -1,0 +1,147 @@
+"""One source for what both loops share: a new model needs no loop edit, errors end the same way,
+and the plain-PyTorch modules load without Lightning.
+
+- ``TinyClassifier`` below is a third ``ImageClassifier`` defined only here. Its model-specific
+  behaviour (pretrained weights, freezing per epoch) reaches both loops through the hooks
+  ``load_pretrained_weights`` and ``prepare_epoch``; both loops train it to bit-identical weights.
+- A NaN loss exits with status 1 in both loops, with one line naming epoch and step.
+- project/models/, project/checkpoints.py and the other plain modules import no Lightning.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from project.checkpoints import load_checkpoint, network_state
+from project.classifier import ImageClassifier
+from project.cli import main as lightning_main
+from project.manual.__main__ import main as manual_main
+from project.manual.__main__ import run as manual_run
+
+REPO = Path(__file__).resolve().parents[1]
+CALLS: list[tuple[str, int | None]] = []  # (hook, epoch) in call order, per run
+
+
+class TinyClassifier(ImageClassifier):
+    """A linear model on the pixels whose "pretrained" first layer is frozen for epoch 0."""
+
+    def __init__(self, num_classes: int = 10, image_size: int = 8, **kwargs):
+        network = nn.Sequential(
+            nn.Flatten(), nn.Linear(3 * image_size**2, 32), nn.ReLU(), nn.Linear(32, num_classes)
+        )
+        super().__init__(network, num_classes, **kwargs)
+
+    def load_pretrained_weights(self) -> None:
+        CALLS.append(("load_pretrained_weights", None))
+        with torch.no_grad():  # a known "pretrained" pattern, as a weights file would give
+            first = self.network[1]
+            first.weight.copy_(
+                torch.linspace(-0.05, 0.05, first.weight.numel()).view_as(first.weight)
+            )
+
+    def prepare_epoch(self, epoch: int) -> str | None:
+        CALLS.append(("prepare_epoch", epoch))
+        frozen = epoch == 0
+        for parameter in self.network[1].parameters():
+            parameter.requires_grad = not frozen
+        return f"epoch {epoch}: first layer {'frozen' if frozen else 'trainable'}"
+
+
+def tiny_args(digits_root: Path, log_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--config",
+        str(REPO / "configs" / "cnn.yaml"),
+        "--model.class_path=tests.test_shared_steps.TinyClassifier",
+        "--model.init_args.image_size=8",
+        "--model.init_args.lr=0.01",
+        f"--data.root={digits_root}",
+        "--data.image_size=8",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+        "--trainer.max_epochs=2",
+        "--trainer.precision=32-true",
+        "--trainer.deterministic=true",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_a_third_model_trains_to_equal_weights_in_both_loops_without_a_loop_edit(
+    digits_root, tmp_path
+):
+    args = tiny_args(digits_root, tmp_path / "logs")
+    CALLS.clear()
+    cli = lightning_main(["fit", *args])
+    lightning_calls = list(CALLS)
+    lightning_last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+
+    CALLS.clear()
+    result = manual_run(["fit", *args])
+    manual_calls = list(CALLS)
+
+    # The hooks ran in both loops, in the same order: weights once, then every epoch.
+    expected = [("load_pretrained_weights", None), ("prepare_epoch", 0), ("prepare_epoch", 1)]
+    assert lightning_calls == manual_calls == expected
+    lightning_weights = network_state(load_checkpoint(lightning_last))
+    manual_weights = load_checkpoint(result.last_checkpoint)["model"]
+    assert lightning_weights.keys() == manual_weights.keys()
+    for key, value in lightning_weights.items():
+        assert torch.equal(value, manual_weights[key]), key
+    # The first layer was frozen for epoch 0 only: it moved away from the "pretrained" pattern
+    # in epoch 1, so both hooks really shaped the training.
+    pattern = torch.linspace(-0.05, 0.05, manual_weights["1.weight"].numel())
+    assert not torch.equal(manual_weights["1.weight"].flatten(), pattern)
+
+
+@pytest.mark.parametrize("entry", ["lightning", "manual"])
+def test_a_nan_loss_exits_with_status_1_and_one_line_in_both_loops(
+    entry, digits_root, tmp_path, capsys
+):
+    args = tiny_args(digits_root, tmp_path / "logs", "--model.init_args.lr=1e30")
+    args = [arg for arg in args if not arg.startswith("--trainer.max_epochs")]
+    main = lightning_main if entry == "lightning" else manual_main
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", *args, "--trainer.max_epochs=3"])
+    assert stopped.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "loss is nan at epoch" in errors[0], errors
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing non-finite was saved
+
+
+PLAIN_MODULES = [
+    "project.models.cnn",
+    "project.models.resnet",
+    "project.checkpoints",
+    "project.steps",
+    "project.errors",
+    "project.runs",
+    "project.optim",
+    "project.figures",
+]
+
+
+def test_the_networks_and_checkpoints_load_without_lightning():
+    """The README says the networks know nothing of Lightning: importing them, every module of
+    project/models/ included, leaves ``lightning`` out of sys.modules (in a fresh interpreter)."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import project.models\n"
+        f"names = {PLAIN_MODULES!r} + ['project.models.' + m.name for m in "
+        "pkgutil.iter_modules(project.models.__path__)]\n"
+        "for name in names: importlib.import_module(name)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'lightning_fabric'))\n"
+        "print(len(names), loaded[:5])\n"
+        "sys.exit(1 if loaded else 0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
