@@ -6,9 +6,9 @@ The checks save and load real files in a temporary folder with the learner's fun
 - reading the file back with ``torch.load(weights_only=True)``: a pickled whole model is refused;
 - resuming: 3 Adam steps, save, 2 more steps, against load + 2 steps in a fresh model and optimizer:
   the weights must be equal, which needs the optimizer's state (Adam's moments) in the file;
-- loading on another device: ``torch.load`` is watched while ``load_checkpoint`` runs and must be
-  given ``map_location`` (a checkpoint written on a GPU holds ``cuda:0`` tensors, and a CPU-only
-  machine cannot create them; this machine may have no GPU to show it, so the argument is checked);
+- loading a checkpoint saved on a GPU: the learner's save runs with every tensor tagged ``cuda:0``
+  (as a GPU machine writes them), and loading it for the CPU needs ``map_location``; without a
+  GPU, torch itself refuses the file, and with one, ``torch.load`` is watched for the argument;
 - a path where no checkpoint exists yet.
 """
 
@@ -166,34 +166,63 @@ def returns_epoch(exercise) -> None:
     )
 
 
+@contextlib.contextmanager
+def saved_as_on_a_gpu():
+    """While active, torch.save tags every CPU tensor's storage 'cuda:0', as if it had been saved
+    on a GPU: loading such a file on a machine without CUDA needs map_location, exactly as for a
+    checkpoint brought from a GPU machine. (A location tagger registered first, then removed.)"""
+
+    def tagger(storage):
+        return "cuda:0" if storage.device.type == "cpu" else None
+
+    def deserializer(obj, location):
+        return None  # leave loading to torch's own cpu / cuda rules
+
+    torch.serialization.register_package(-100, tagger, deserializer)
+    try:
+        yield
+    finally:
+        registry = torch.serialization._package_registry
+        registry[:] = [entry for entry in registry if entry[1] is not tagger]
+
+
 def loads_with_map_location(exercise) -> None:
-    """load_checkpoint maps the tensors to the given device (map_location) and loads safely"""
+    """load_checkpoint maps a GPU checkpoint's tensors to the given device (map_location)"""
     calls = []
     real_load = torch.load
 
     def watched_load(*args, **kwargs):
-        bound = inspect.signature(real_load).bind(*args, **kwargs).arguments
-        calls.append(bound)
+        calls.append(inspect.signature(real_load).bind(*args, **kwargs).arguments)
         return real_load(*args, **kwargs)
 
-    with saved(exercise) as (path, _, _):
-        model = small_model(seed=0)
-        torch.load = watched_load
+    model = small_model(seed=0)
+    optimizer = adam(model)
+    train_steps(model, optimizer, steps=3, seed=1)
+    loaded = small_model(seed=99)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "from_gpu.pt"
+        with saved_as_on_a_gpu():
+            exercise.save_checkpoint(path, model, optimizer, 1)
+        torch.load = watched_load  # watched: on a GPU machine, cuda:0 would load without error
         try:
-            exercise.load_checkpoint(path, model, adam(model), torch.device("cpu"))
+            exercise.load_checkpoint(path, loaded, adam(loaded), torch.device("cpu"))
+        except RuntimeError as error:
+            if "CUDA device" not in str(error):
+                raise
+            calls.append({})  # torch's own error: map_location was missing
         finally:
             torch.load = real_load
     require(calls, "load_checkpoint never called torch.load(path, map_location=device)")
     arguments = calls[-1]
     require(
         arguments.get("map_location") is not None,
-        "torch.load without map_location: a checkpoint saved on a GPU holds cuda:0 tensors and "
-        "fails on a CPU-only machine ('Attempting to deserialize object on a CUDA device'): "
-        "torch.load(path, map_location=device)",
+        "torch.load without map_location: this checkpoint was saved on a GPU (its tensors are "
+        "cuda:0), and a CPU-only machine fails to load it ('Attempting to deserialize object on "
+        "a CUDA device'): torch.load(path, map_location=device)",
     )
     location = arguments["map_location"]
     require(
-        str(location) in ("cpu", str(torch.device("cpu"))) or callable(location),
+        str(location) == "cpu" or callable(location) or isinstance(location, dict),
         f"map_location={location!r}, but the device asked for was 'cpu': pass the device given "
         "to load_checkpoint",
     )
@@ -201,6 +230,14 @@ def loads_with_map_location(exercise) -> None:
         arguments.get("weights_only") is not False,
         "weights_only=False: loading would run any code pickled into the file; checkpoints of "
         "state_dicts load with weights_only=True",
+    )
+    require(
+        all(
+            torch.equal(a, b)
+            for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+        ),
+        "after load_checkpoint the model's weights differ from the saved ones: "
+        "model.load_state_dict(checkpoint['model'])",
     )
 
 
