@@ -9,6 +9,7 @@ everywhere. Try it:
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from project.data.decode import decode_plain
 from project.errors import InputError
 
 # Matched case-insensitively: "photo.JPG" is an image too.
@@ -67,15 +69,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_image(path: str | Path) -> torch.Tensor:
     """Read ``path`` into a 3 x H x W uint8 tensor (RGB, EXIF orientation applied).
 
+    Plain 8-bit RGB or greyscale PNG/JPEG files are decoded by torchvision (project/data/decode.py,
+    the same pixels, faster); every other file by PIL and ``to_rgb``.
+
     Raises ImageLoadError naming the file for a missing, empty, corrupt or truncated file, a file
     that is not an image, and a "decompression bomb" (PIL's size limit stays on, and its warning
     is turned into an error here rather than globally).
     """
     path = Path(path)
     try:
+        with open(path, "rb") as file:  # read once: PIL parses the header, torchvision decodes
+            data = bytearray(file.read())
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:  # the header only, and the bomb check
+                plain = decode_plain(data, image)  # plain RGB/grey PNG or JPEG: in C (decode.py)
+                if plain is not None:
+                    return plain
                 image.seek(0)  # animated GIF/WebP: the first frame
                 image.load()  # decode now, inside the try, so truncated files fail here
                 image = ImageOps.exif_transpose(image)
