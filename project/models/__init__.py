@@ -1,1 +1,5 @@
-"""Plain ``nn.Module`` networks. They know nothing of Lightning, so the manual loop reuses them."""
+"""Plain ``nn.Module`` networks. They know nothing of Lightning, so the manual loop reuses them.
+
+cnn.py: SmallCNN from scratch. transfer.py: any torchvision classifier as a pretrained backbone
+with a new head (backbones.py finds each family's head). resnet.py: the ResNet18 default.
+"""

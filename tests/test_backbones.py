@@ -1,0 +1,127 @@
+"""Six torchvision families as backbones: head found and replaced, stages, groups, a real step.
+
+Random weights at 32 px (nothing is downloaded); two of them also load a fake weights file put
+where torchvision's cache expects it, in a temporary TORCH_HOME.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import get_model, get_model_weights
+
+from project.classifier import ResNetClassifier
+from project.models.transfer import TransferNetwork
+from project.optim import build_optimizer
+from project.weights import WeightsError, cache_file
+
+SIZE = 32
+# name: (where torchvision keeps the head, its in_features, builder options for 32 px)
+BACKBONES = {
+    "resnet18": ("fc", 512, {}),
+    "resnet50": ("fc", 2048, {}),
+    "efficientnet_b0": ("classifier.1", 1280, {}),
+    "mobilenet_v3_small": ("classifier.3", 1024, {}),
+    "convnext_tiny": ("classifier.2", 768, {}),
+    "vit_b_16": ("heads.head", 768, {"image_size": SIZE}),
+}
+
+
+@pytest.fixture(scope="module", params=list(BACKBONES))
+def classifier(request) -> ResNetClassifier:
+    """One classifier per family (built once: vit_b_16 and convnext_tiny take seconds)."""
+    options = BACKBONES[request.param][2]
+    torch.manual_seed(0)
+    return ResNetClassifier(
+        num_classes=3,
+        backbone=request.param,
+        weights=None,
+        backbone_options=options,
+        freeze_backbone_epochs=1,
+        last_block_epochs=1,
+    )
+
+
+def count(network: torch.nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+
+def test_head_is_found_replaced_and_sized_from_the_model(classifier):
+    network = classifier.network
+    head_path, in_features, _ = BACKBONES[network.backbone_name]
+    assert network.head_path == head_path
+    assert network.head.in_features == in_features and network.head.out_features == 3
+    assert isinstance(network.backbone.get_submodule(head_path), torch.nn.Identity)
+    images = torch.randn(2, 3, SIZE, SIZE)
+    assert network.eval()(images).shape == (2, 3)
+
+
+def test_stages_head_then_last_block_then_all_with_two_named_groups(classifier):
+    network = classifier.network
+    head = sum(p.numel() for p in network.head.parameters())
+    total = sum(p.numel() for p in network.parameters())
+    stages = {}
+    for epoch in range(3):
+        classifier.prepare_epoch(epoch)
+        stages[network.stage] = count(network)
+        groups = classifier.param_groups()
+        assert [g["name"] for g in groups] == ["backbone", "head"]  # the same in every stage
+    assert stages["head"] == head
+    assert head < stages["last_block"] < total
+    assert stages["all"] == total
+    # Frozen BatchNorm layers stay in eval mode in train(); trainable ones train.
+    classifier.prepare_epoch(0)
+    network.train()
+    batchnorms = [m for m in network.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(not m.training for m in batchnorms)
+
+
+def test_one_step_trains_the_head_only_then_the_last_block(classifier):
+    network = classifier.network
+    torch.manual_seed(1)
+    images, labels = torch.randn(2, 3, SIZE, SIZE), torch.tensor([0, 1])
+    for epoch, backbone_moves in ((0, False), (1, True)):
+        classifier.prepare_epoch(epoch)
+        network.train()
+        # SGD: the same param groups both loops build, at a fraction of AdamW's cost for ViT-B.
+        optimizer = build_optimizer(classifier.param_groups(), "sgd", 0.0, 0.9)
+        before = [p.detach().clone() for p in network.backbone.parameters()]
+        loss = F.cross_entropy(network(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        # Gradients exactly for the trainable parameters (the head's always).
+        assert all((p.grad is not None) == p.requires_grad for p in network.parameters())
+        assert network.head.weight.grad is not None
+        optimizer.step()
+        after = list(network.backbone.parameters())
+        moved = [not torch.equal(a, p) for a, p in zip(before, after, strict=True)]
+        assert any(moved) == backbone_moves
+        # Only the trainable ones moved: in the last_block stage, the early layers did not.
+        assert all(p.requires_grad for p, m in zip(after, moved, strict=True) if m)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_fake_weights_file_in_the_torch_home_cache_is_loaded(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = get_model_weights(name).DEFAULT
+    torch.manual_seed(3)
+    saved = get_model(name, weights=None).state_dict()
+    path = cache_file(weights)
+    assert path.parent == tmp_path / "hub" / "checkpoints"
+    path.parent.mkdir(parents=True)
+    torch.save(saved, path)
+    network = TransferNetwork(3, backbone=name, weights="DEFAULT", download=False)
+    loaded = network.backbone.state_dict()
+    head = network.head_path + "."
+    assert loaded.keys() == {k for k in saved if not k.startswith(head)}
+    assert all(torch.equal(loaded[k], saved[k]) for k in loaded)
+
+
+def test_unknown_backbone_and_weights_names_are_one_line_errors():
+    with pytest.raises(WeightsError, match="unknown backbone 'resnet19'"):
+        TransferNetwork(3, backbone="resnet19")
+    with pytest.raises(WeightsError, match="DEFAULT, IMAGENET1K_V1"):
+        TransferNetwork(3, backbone="mobilenet_v3_small", weights="IMAGENET1K_V9")
+    with pytest.raises(WeightsError, match="no final nn.Linear"):
+        TransferNetwork(3, backbone="squeezenet1_0")
