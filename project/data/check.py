@@ -8,8 +8,9 @@ Problems (exit status 1): unreadable images (corrupt, truncated, zero bytes, not
 decompression bomb), empty class folders, CSV rows with an empty field, a missing file, a file
 listed twice, or a path outside the image root. Notes (training goes on): hidden entries and
 non-image files passed over, images in modes other than RGB (converted), files of classes outside
-``data.classes``. Then the class counts and image sizes. Nothing is trained and nothing is written
-except the bundled digits on first use.
+``data.classes``. Then the class counts, the imbalance ratio (largest / smallest class; from 3 on
+it suggests data.sampler weighted or model.class_weights auto) and the image sizes. Nothing is
+trained and nothing is written except the bundled digits on first use.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from PIL import Image
 from project.data.datamodule import ImageDataModule
 from project.data.datasets import DataError, Sample, scan_class_folders, scan_csv
 from project.data.images import ImageLoadError, load_image
+from project.data.sampling import imbalance_ratio
 
 MAX_LINES = 30  # per section; the rest are counted
+# Above this largest / smallest class ratio, accuracy mostly measures the big classes.
+IMBALANCE_THRESHOLD = 3.0
 
 
 def build_parser() -> LightningArgumentParser:
@@ -60,6 +64,20 @@ def scan(data: ImageDataModule, problems: list, notes: list[str]) -> tuple[list[
 
 def describe(values: list[int]) -> str:
     return f"{min(values)} / {statistics.median(values):g} / {max(values)}"
+
+
+def report_imbalance(counts: list[int]) -> None:
+    """The largest / smallest class ratio, and what to do about it above the threshold."""
+    if len(counts) < 2:
+        return
+    ratio = imbalance_ratio(counts)
+    print(f"imbalance ratio (largest / smallest class): {ratio:.1f}")
+    if ratio >= IMBALANCE_THRESHOLD:
+        print(
+            f"suggestion: the classes are imbalanced ({ratio:.1f} : 1 >= {IMBALANCE_THRESHOLD}). "
+            "Train with --data.sampler weighted or --model.init_args.class_weights auto, and "
+            "choose the best checkpoint by val/f1_macro (docs/own-images.md)"
+        )
 
 
 def check(data: ImageDataModule) -> int:
@@ -105,6 +123,7 @@ def check(data: ImageDataModule) -> int:
             if len(lines) > MAX_LINES:
                 print(f"  ... and {len(lines) - MAX_LINES} more")
     print("classes: " + ", ".join(f"{name}: {counts[name]}" for name in class_names))
+    report_imbalance([counts[name] for name in class_names])
     if widths:
         print(f"image width  min / median / max: {describe(widths)} px")
         print(f"image height min / median / max: {describe(heights)} px")

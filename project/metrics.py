@@ -1,0 +1,95 @@
+"""Per-class quality of a classifier, computed the same way by both training loops.
+
+Accuracy alone hides a class the model never gets right: on a 20:1 folder, predicting the majority
+class always scores 95%. ``EvaluationMetrics`` adds, from torchmetrics:
+
+    per class      precision, recall, F1, support (true images of the class)
+    macro          their plain mean over classes (every class counts the same)
+    weighted       their mean weighted by support
+    top-5          accuracy of "the true class is among the 5 most probable" (more than 5 classes)
+    confusion      counts[true, predicted]
+
+    metrics = EvaluationMetrics(num_classes).to(device)
+    for logits, labels in batches:
+        metrics.update(logits, labels)      # on the device, no host reads
+    result = metrics.compute()              # once per validation / test (DDP: over all processes)
+    metrics.scalars(result, "val")          # {"val/f1_macro": ..., ...}: logged, monitorable
+
+ImageClassifier (project/classifier.py) logs ``val/precision_macro``, ``val/recall_macro``,
+``val/f1_macro`` (and ``val/acc_top5``) at each validation end, ``test/...`` at test; the manual
+loop (project/manual/loop.py ``evaluate()``) calls this same class. Any of these names can be the
+``monitor`` of ModelCheckpoint or EarlyStopping. Plain torch + torchmetrics, no Lightning import.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+TOP_K = 5
+MACRO_NAMES = ("precision_macro", "recall_macro", "f1_macro")
+
+
+class EvaluationMetrics(nn.Module):
+    """Per-class precision / recall / F1, their macro and weighted means, top-5 and confusion."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        # validate_args=False: the checks read tensors on the host at every batch.
+        options = {"num_classes": num_classes, "average": None, "validate_args": False}
+        self.precision = MulticlassPrecision(**options)
+        self.recall = MulticlassRecall(**options)
+        self.f1 = MulticlassF1Score(**options)
+        self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        self.top_k = (
+            MulticlassAccuracy(num_classes, top_k=TOP_K, average="micro", validate_args=False)
+            if num_classes > TOP_K
+            else None
+        )
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits = logits.detach().float()
+        predicted = logits.argmax(dim=1)
+        for metric in (self.precision, self.recall, self.f1, self.confusion):
+            metric.update(predicted, labels)
+        if self.top_k is not None:
+            self.top_k.update(logits, labels)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Per-class tensors ("precision", "recall", "f1", "support"), macro and weighted means
+        ("f1_macro", "f1_weighted", ...), "acc_top5" and "confusion" (rows: true class)."""
+        confusion = self.confusion.compute().long()
+        support = confusion.sum(dim=1)
+        shares = support.float() / support.sum().clamp(min=1)
+        result = {"confusion": confusion, "support": support}
+        for name, metric in (
+            ("precision", self.precision),
+            ("recall", self.recall),
+            ("f1", self.f1),
+        ):
+            per_class = metric.compute().float()
+            result[name] = per_class
+            result[f"{name}_macro"] = per_class.mean()
+            result[f"{name}_weighted"] = (per_class * shares).sum()
+        if self.top_k is not None:
+            result[f"acc_top{TOP_K}"] = self.top_k.compute()
+        return result
+
+    def reset(self) -> None:
+        for metric in (self.precision, self.recall, self.f1, self.confusion, self.top_k):
+            if metric is not None:
+                metric.reset()
+
+    @staticmethod
+    def scalars(result: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        """The numbers logged at every validation / test: macro means and top-5 accuracy."""
+        names = [*MACRO_NAMES, f"acc_top{TOP_K}"]
+        return {f"{stage}/{name}": result[name] for name in names if name in result}
