@@ -22,6 +22,7 @@ Caching decodes every image once, so later epochs skip PNG/JPEG decoding. Two ru
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,14 +84,33 @@ def cached_size(width: int, height: int, side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def shrinker(side: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def release_freed_memory() -> None:
+    """Hand memory that is free but still held by the C allocator back to the OS (glibc only).
+
+    Filling the cache alternates large short-lived buffers (a decoded 2000x1500 photo: 9 MB) with
+    small long-lived ones (its 4 KB cached copy). glibc then keeps the freed large blocks, pinned
+    behind the small ones, in its heaps: measured, a 2000-photo cache of 9 MB peaked near 2.8 GB
+    of resident memory. malloc_trim returns those free pages.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
+        pass
+
+
+def shrinker(side: int, trim_every: int = 32) -> Callable[[torch.Tensor], torch.Tensor]:
     """The deterministic resize applied once to every cached image (3 x H x W uint8)."""
+    count = 0
 
     def shrink(image: torch.Tensor) -> torch.Tensor:
+        nonlocal count
         height, width = image.shape[-2:]
         new_width, new_height = cached_size(width, height, side)
         if (new_width, new_height) == (width, height):
             return image
+        count += 1
+        if count % trim_every == 0:
+            release_freed_memory()
         return TF.resize(image, [new_height, new_width], antialias=True)
 
     return shrink

@@ -259,10 +259,15 @@ class ImageDataset(Dataset):
             image = self.transform(image)
         return image, self.samples[index][1]
 
-    def decode_all(self) -> ImageDataset:
-        """Decode every image once into memory (for datasets that fit in RAM); returns self."""
+    def decode_all(self, shrink: Transform | None = None) -> ImageDataset:
+        """Decode every image once into memory; returns self.
+
+        ``shrink`` is applied to each image as it is decoded, so only the shrunk copy is kept
+        (project/data/cache.py: the cache holds images at the training resolution).
+        """
         if self.images is None:
-            self.images = [self.read(i) for i in range(len(self))]
+            images = (self.read(i) for i in range(len(self)))
+            self.images = [shrink(image) if shrink else image for image in images]
         return self
 
     def with_transform(self, transform: Transform | None) -> ImageDataset:
