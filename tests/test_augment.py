@@ -1,0 +1,80 @@
+"""Augmentation beyond crop and flip: MixUp / CutMix on the device with soft targets
+(project/augment.py) and the TrivialAugment / RandAugment presets (project/data/transforms.py).
+Each option trains through both loops' entry points (1 epoch, tiny images)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from project.augment import hard_labels, mix_batch
+from project.cli import main as lightning_main
+from project.manual.__main__ import run as manual_run
+from project.steps import classification_loss
+
+from .helpers import CNN_CONFIG, make_class_folders
+
+
+def test_no_alpha_changes_nothing_and_draws_no_random_numbers():
+    images, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 1])
+    state = torch.get_rng_state()
+    mixed, targets = mix_batch(images, labels, 3)
+    assert mixed is images and targets is labels  # the default run is untouched
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_mixup_blends_images_and_targets_by_the_same_share():
+    torch.manual_seed(0)
+    images = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(4)])
+    labels = torch.tensor([0, 1, 2, 3])
+    mixed, targets = mix_batch(images, labels, 4, mixup_alpha=0.4)
+    share = float(targets[0, 0])  # image 0 is mixed with image 3 (the batch reversed)
+    assert torch.allclose(mixed[0], torch.full((3, 4, 4), 3 * (1 - share)))
+    assert torch.allclose(targets.sum(dim=1), torch.ones(4))
+    assert float(targets[0, 3]) == pytest.approx(1 - share)
+    # The loss takes soft targets (cross-entropy against class probabilities).
+    loss = classification_loss(torch.zeros(4, 4), targets)
+    assert float(loss) == pytest.approx(float(torch.log(torch.tensor(4.0))))
+
+
+def test_cutmix_targets_share_the_pasted_area():
+    torch.manual_seed(1)
+    images = torch.zeros(2, 1, 10, 10)
+    images[1] = 1.0
+    mixed, targets = mix_batch(images, torch.tensor([0, 1]), 2, cutmix_alpha=1.0)
+    pasted = float(mixed[0].mean())  # the share of image 0 that came from image 1
+    assert float(targets[0, 1]) == pytest.approx(pasted)
+    assert hard_labels(targets).tolist() == [int(pasted > 0.5), int(pasted <= 0.5)]
+
+
+OPTIONS = {
+    "mixup": ["--model.init_args.mixup_alpha=0.2"],
+    "cutmix": ["--model.init_args.cutmix_alpha=1.0"],
+    "trivialaugment": ["--data.augmentation=trivialaugment"],
+    "randaugment": ["--data.augmentation=randaugment"],
+}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos") / "images"
+    return make_class_folders(root, {"a": 12, "b": 12}, size=(12, 12))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", ["lightning", "manual"])
+def test_each_option_trains_one_epoch(loop, photos, tmp_path):
+    for name, extra in OPTIONS.items():
+        args = [
+            "--config", CNN_CONFIG, f"--data.root={photos}", "--data.image_size=8",
+            "--data.batch_size=8", "--model.init_args.widths=[8]", "--trainer.max_epochs=1",
+            "--trainer.precision=32-true", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            f"--trainer.logger.init_args.save_dir={tmp_path / name}", *extra,
+        ]  # fmt: skip
+        if loop == "lightning":
+            metrics = lightning_main(["fit", *args]).trainer.callback_metrics
+            assert torch.isfinite(metrics["val/loss"]), name
+        else:
+            epochs = manual_run(["fit", *args]).history.epochs
+            assert len(epochs) == 1 and torch.isfinite(torch.tensor(epochs[0]["val/loss"])), name

@@ -1,0 +1,94 @@
+"""The test report (project/reports.py) and per-class metrics in both loops: ``test`` writes the
+classification report (CSV + printed table) and the confusion-matrix PNG next to the checkpoint's
+run, the same numbers from either loop; val/f1_macro can choose the best checkpoint in both."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from PIL import Image
+
+from project.cli import main as lightning_main
+from project.manual.__main__ import run as manual_run
+from project.reports import report_folder, write_report
+
+from .helpers import CNN_CONFIG, make_class_folders
+
+
+def read_csv(path) -> list[list[str]]:
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_the_report_has_a_row_per_class_then_the_averages(tmp_path, capsys):
+    result = {
+        "precision": torch.tensor([1.0, 0.5]),
+        "recall": torch.tensor([0.5, 1.0]),
+        "f1": torch.tensor([2 / 3, 2 / 3]),
+        "support": torch.tensor([2, 1]),
+        "confusion": torch.tensor([[1, 1], [0, 1]]),
+        "precision_macro": torch.tensor(0.75),
+        "recall_macro": torch.tensor(0.75),
+        "f1_macro": torch.tensor(2 / 3),
+        "precision_weighted": torch.tensor(2.5 / 3),
+        "recall_weighted": torch.tensor(2 / 3),
+        "f1_weighted": torch.tensor(2 / 3),
+    }
+    path = write_report(tmp_path / "report", result, ["cat", "dog"])
+    rows = read_csv(path)
+    assert rows[0] == ["class", "precision", "recall", "f1", "support"]
+    assert [row[0] for row in rows[1:]] == ["cat", "dog", "macro avg", "weighted avg"]
+    assert rows[3][1:] == ["0.750000", "0.750000", "0.666667", "3"]
+    with Image.open(tmp_path / "report" / "confusion_matrix.png") as image:
+        assert image.width > 50
+    printed = capsys.readouterr().out
+    assert "macro avg" in printed and "weighted avg" in printed
+
+
+def test_the_report_goes_to_the_run_of_the_checkpoint(tmp_path):
+    checkpoint = tmp_path / "cnn" / "version_3" / "checkpoints" / "best.ckpt"
+    assert report_folder(checkpoint, "elsewhere") == (checkpoint.parents[1] / "test_report")
+    assert report_folder(None, tmp_path) == tmp_path / "test_report"
+
+
+F1_MONITOR = """
+trainer:
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        monitor: val/f1_macro
+        mode: max
+        filename: "best-f1{val/f1_macro:.4f}"
+        auto_insert_metric_name: false
+"""
+
+
+@pytest.mark.slow
+def test_both_loops_choose_by_f1_and_write_the_same_test_report(tmp_path):
+    images = make_class_folders(tmp_path / "images", {"a": 16, "b": 16, "c": 16}, size=(8, 8))
+    monitor = tmp_path / "f1.yaml"
+    monitor.write_text(F1_MONITOR)
+    args = [
+        "--config", CNN_CONFIG, "--config", str(monitor), f"--data.root={images}",
+        "--data.image_size=8", "--data.augmentation=none", "--model.init_args.widths=[8]",
+        "--trainer.max_epochs=1", "--trainer.precision=32-true", "--trainer.deterministic=true",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+    ]  # fmt: skip
+    cli = lightning_main(["fit", *args])
+    best = cli.trainer.checkpoint_callback.best_model_path
+    assert "best-f1" in best
+    manual = manual_run(["fit", *args])
+    assert manual.best_checkpoint.name.startswith("best-f1")
+    f1 = manual.history.epochs[-1]["val/f1_macro"]
+    assert f1 == pytest.approx(float(cli.trainer.callback_metrics["val/f1_macro"]), abs=1e-6)
+
+    lightning_main(["test", *args, f"--ckpt_path={best}"])
+    report = tmp_path / "logs" / "cnn" / "version_0" / "test_report"
+    from_lightning = read_csv(report / "classification_report.csv")
+    assert (report / "confusion_matrix.png").is_file()
+    metrics = manual_run(["test", *args, f"--ckpt_path={best}"])
+    assert read_csv(report / "classification_report.csv") == from_lightning  # same numbers
+    assert metrics["test/f1_macro"] == pytest.approx(float(from_lightning[-2][3]), abs=1e-6)
