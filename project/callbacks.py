@@ -4,7 +4,8 @@ PredictionWriter: ``predict`` writes a CSV with one row per image: path, predict
 the model's probability for it.
 CheckpointOnInterrupt: on SIGTERM (a cluster's pre-emption) or Ctrl-C, saves last.ckpt before the
 process exits, so ``--ckpt_path last`` continues the run.
-ValidationFigures: logs ``val/confusion_matrix`` and ``val/predictions`` images at every validation.
+ValidationFigures: logs ``val/confusion_matrix``, ``val/predictions`` (every class) and
+``val/top_losses`` (the most confidently wrong) images at every validation.
 HyperparametersWithMetrics: the run's settings with hp/best_val_acc and hp/final_val_loss (HPARAMS).
 EpochTimer: logs ``time/epoch_seconds``, the wall time of each training epoch with its validation
 (the manual loop logs the same tag, so project/compare.py reads both runs the same way).
@@ -26,20 +27,24 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from project.figures import confusion_matrix
 from project.monitoring import (
     FINAL_METRICS,
-    GRID_IMAGES,
+    class_example_indices,
     hyperparameters,
+    predict_examples,
     write_validation_figures,
 )
 
 
 class PredictionWriter(BasePredictionWriter):
-    def __init__(self, output_file: str | None = None):
+    def __init__(self, output_file: str | None = None, top_k: int = 1):
         """
         Args:
             output_file: CSV to write; null for predictions.csv in the run's log folder.
+            top_k: also write the 2nd .. k-th most probable classes and their probabilities
+                (columns top2, probability2, ...; at most 5).
         """
         super().__init__(write_interval="epoch")
         self.output_file = output_file
+        self.top_k = top_k
 
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions, batch_indices
@@ -51,15 +56,22 @@ class PredictionWriter(BasePredictionWriter):
         class_names = trainer.datamodule.class_names
         with open(path, "w", newline="") as file:
             writer = csv.writer(file)
-            writer.writerow(["path", "predicted", "probability"])
+            more = range(2, min(self.top_k, len(class_names), 5) + 1)  # ranks beyond the first
+            extra = [name for k in more for name in (f"top{k}", f"probability{k}")]
+            writer.writerow(["path", "predicted", "probability", *extra])
             for batch in predictions:
-                for image_path, index, probability in zip(
+                for image_path, classes, probabilities in zip(
                     batch["paths"],
-                    batch["predicted"].tolist(),
-                    batch["confidence"].tolist(),
+                    batch["top_classes"].tolist(),
+                    batch["top_probabilities"].tolist(),
                     strict=True,
                 ):
-                    writer.writerow([image_path, class_names[index], f"{probability:.6f}"])
+                    ranked = [
+                        value
+                        for index, probability in zip(classes, probabilities, strict=True)
+                        for value in (class_names[index], f"{probability:.6f}")
+                    ]
+                    writer.writerow([image_path, *ranked[: 2 + len(extra)]])
         rank_zero_info(f"predictions written to {path}")
 
 
@@ -101,11 +113,11 @@ class CheckpointOnInterrupt(Callback):
 
 
 class ValidationFigures(Callback):
-    """At every validation end: the confusion matrix and a grid of predictions, as images."""
+    """At every validation end: the confusion matrix, a grid of predictions of every class and the
+    most confidently wrong validation images (``val/top_losses``), as images."""
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.counts: torch.Tensor | None = None
-        self.first_batch = None
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -116,8 +128,6 @@ class ValidationFigures(Callback):
         predicted = outputs["predicted"]
         counts = confusion_matrix(predicted, labels, pl_module.hparams.num_classes)
         self.counts = counts if self.counts is None else self.counts + counts
-        if self.first_batch is None:
-            self.first_batch = tuple(t[:GRID_IMAGES].cpu() for t in (images, predicted, labels))
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self.counts is None:
@@ -127,9 +137,12 @@ class ValidationFigures(Callback):
             data = trainer.datamodule
             mean, std = data.normalization()
             step = max(trainer.global_step - 1, 0)  # the step of this epoch's val/* scalars
+            dataset = data.datasets["val"]
+            indices = class_example_indices([label for _, label in dataset.samples])
+            examples = predict_examples(pl_module, dataset, indices, pl_module.device)
             write_validation_figures(
-                trainer.logger.experiment, step, counts.cpu(), self.first_batch,
-                data.class_names, mean, std,
+                trainer.logger.experiment, step, counts.cpu(), examples,
+                data.class_names, mean, std, pl_module.top_losses["val"].result(),
             )  # fmt: skip
 
 

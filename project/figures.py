@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 CELL = 28  # confusion-matrix cell, pixels
-TILE = 64  # prediction-grid tile, pixels
+TILE = 96  # prediction-grid tile, pixels: an 8 px digit becomes 90 px (TensorBoard shows 1:1)
+FONT_SIZE, LINE = 14, 17  # caption font (Pillow's built-in scalable font) and line height
 RIGHT, WRONG = (40, 170, 60), (220, 50, 50)
 
 
@@ -56,20 +57,30 @@ def prediction_grid_image(
     mean: Sequence[float],
     std: Sequence[float],
     columns: int = 8,
+    probabilities: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Normalized N x 3 x H x W images as tiles captioned "predicted/true", green if right."""
+    """Normalized N x 3 x H x W images as tiles framed green (right) or red (wrong), captioned
+    "predicted / true" and, given ``probabilities``, the model's probability of its prediction.
+    Tiles are upscaled to TILE pixels (nearest: the pixels stay visible) and the captions use a
+    FONT_SIZE font, so both read at TensorBoard's default image size."""
     pixels = images.float().cpu() * torch.tensor(std).view(1, -1, 1, 1)
     pixels = pixels + torch.tensor(mean).view(1, -1, 1, 1)  # undo the normalization
     pixels = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    columns = max(1, min(columns, len(pixels)))
     rows = (len(pixels) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * TILE, rows * (TILE + 12)), "white")
+    height = TILE + 2 * LINE
+    grid = Image.new("RGB", (columns * TILE, max(rows, 1) * height), "white")
     draw = ImageDraw.Draw(grid)
+    font = ImageFont.load_default(size=FONT_SIZE)
     for index, tile in enumerate(pixels):
-        x, y = (index % columns) * TILE, (index // columns) * (TILE + 12)
-        picture = Image.fromarray(tile).resize((TILE - 4, TILE - 4), Image.Resampling.NEAREST)
+        x, y = (index % columns) * TILE, (index // columns) * height
+        picture = Image.fromarray(tile).resize((TILE - 6, TILE - 6), Image.Resampling.NEAREST)
         right = int(predicted[index]) == int(labels[index])
         draw.rectangle([x, y, x + TILE - 1, y + TILE - 1], fill=RIGHT if right else WRONG)
-        grid.paste(picture, (x + 2, y + 2))
-        caption = f"{class_names[int(predicted[index])]}/{class_names[int(labels[index])]}"
-        draw.text((x + 2, y + TILE), caption[:10], fill="black")
+        grid.paste(picture, (x + 3, y + 3))
+        caption = f"{class_names[int(predicted[index])]} / {class_names[int(labels[index])]}"
+        draw.text((x + 3, y + TILE), caption[:14], fill="black", font=font)
+        if probabilities is not None:
+            draw.text((x + 3, y + TILE + LINE), f"p={float(probabilities[index]):.2f}", font=font,
+                      fill="black")  # fmt: skip
     return np.asarray(grid)

@@ -2,7 +2,10 @@
 
 - Hyperparameters (model and data settings) with the run's final metrics, for TensorBoard's HPARAMS
   tab: ``hp/best_val_acc`` and ``hp/final_val_loss`` (0 at the start, the real values at the end).
-- At every validation end: ``val/confusion_matrix`` and ``val/predictions`` (project/figures.py).
+- At every validation end: ``val/confusion_matrix``, ``val/predictions`` (the first images of
+  every class, with the model's prediction) and ``val/top_losses`` (the most confidently wrong
+  validation images: ``TopLosses``), drawn by project/figures.py. ``test`` writes the test split's
+  top losses as a PNG (project/reports.py).
 
 The Lightning loop calls these from callbacks (project/callbacks.py: HyperparametersWithMetrics,
 ValidationFigures); the manual loop calls them directly. Same functions, same tags.
@@ -10,9 +13,12 @@ ValidationFigures); the manual loop calls them directly. Same functions, same ta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -44,18 +50,92 @@ def write_hyperparameters(writer: SummaryWriter, params: dict, metrics: dict[str
         writer.add_scalar(name, value, 0)
 
 
+class TopLosses:
+    """The ``k`` most confidently wrong images seen so far (highest cross-entropy among the
+    misclassified), kept on the device: each batch is one concatenation and one topk, no host
+    read. ``result()`` (once, at the end) returns (images, predicted, labels, probability)."""
+
+    def __init__(self, k: int = GRID_IMAGES):
+        self.k = k
+        self.kept: tuple[torch.Tensor, ...] | None = None  # scores, images, logits, labels
+
+    def update(self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits = logits.detach().float()
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        wrong = logits.argmax(dim=1) != labels
+        scores = torch.where(wrong, losses, torch.full_like(losses, -math.inf))
+        batch = (scores, images.detach(), logits, labels)
+        if self.kept is not None:
+            batch = tuple(torch.cat(pair) for pair in zip(self.kept, batch, strict=True))
+        best = batch[0].topk(min(self.k, len(batch[0]))).indices
+        self.kept = tuple(t[best] for t in batch)
+
+    def result(self) -> tuple[torch.Tensor, ...] | None:
+        if self.kept is None:
+            return None
+        scores, images, logits, labels = (t.cpu() for t in self.kept)
+        wrong = torch.isfinite(scores)
+        if not wrong.any():
+            return None
+        probabilities = logits[wrong].softmax(dim=1)
+        confidence, predicted = probabilities.max(dim=1)
+        return images[wrong], predicted, labels[wrong], confidence
+
+
+def class_example_indices(labels: Sequence[int], total: int = GRID_IMAGES) -> list[int]:
+    """Dataset indices of the first images of every class (total // classes each, at least 1),
+    so the everyday grid shows every class, not the first batch of a class-ordered split."""
+    classes = sorted(set(labels))
+    each = max(1, total // max(len(classes), 1))
+    taken = {c: 0 for c in classes}
+    chosen = []
+    for index, label in enumerate(labels):
+        if taken[label] < each:
+            taken[label] += 1
+            chosen.append(index)
+    return sorted(chosen, key=lambda i: (labels[i], i))
+
+
+@torch.no_grad()
+def predict_examples(
+    forward: Callable[[torch.Tensor], torch.Tensor], dataset, indices: Sequence[int], device
+) -> tuple[torch.Tensor, ...]:
+    """(images, predicted, labels, probability) of ``dataset[indices]`` (the model in eval mode)."""
+    pairs = [dataset[i] for i in indices]
+    images = torch.stack([image for image, _ in pairs])
+    labels = torch.tensor([int(label) for _, label in pairs])
+    probabilities = forward(images.to(device)).float().softmax(dim=1).cpu()
+    confidence, predicted = probabilities.max(dim=1)
+    return images, predicted, labels, confidence
+
+
+def top_losses_image(top, class_names, mean, std) -> np.ndarray | None:
+    """The most confidently wrong images as a captioned grid (None when none was wrong)."""
+    if top is None:
+        return None
+    images, predicted, labels, confidence = top
+    return prediction_grid_image(images, predicted, labels, class_names, mean, std,
+                                 probabilities=confidence)  # fmt: skip
+
+
 def write_validation_figures(
     writer: SummaryWriter,
     step: int,
     counts: torch.Tensor,
-    first_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    examples: tuple[torch.Tensor, ...],
     class_names: Sequence[str],
     mean: Sequence[float],
     std: Sequence[float],
+    top_losses: tuple[torch.Tensor, ...] | None = None,
 ) -> None:
-    """``counts``: the validation confusion matrix; ``first_batch``: (images, predicted, labels)."""
+    """``counts``: the validation confusion matrix; ``examples``: (images, predicted, labels[,
+    probability]) of every class (``predict_examples``); ``top_losses``: ``TopLosses.result()``."""
     matrix = confusion_matrix_image(counts, class_names)
     writer.add_image("val/confusion_matrix", matrix, step, dataformats="HWC")
-    images, predicted, labels = (t[:GRID_IMAGES] for t in first_batch)
-    grid = prediction_grid_image(images, predicted, labels, class_names, mean, std)
+    images, predicted, labels, *probability = examples
+    grid = prediction_grid_image(images, predicted, labels, class_names, mean, std,
+                                 probabilities=probability[0] if probability else None)  # fmt: skip
     writer.add_image("val/predictions", grid, step, dataformats="HWC")
+    worst = top_losses_image(top_losses, class_names, mean, std)
+    if worst is not None:
+        writer.add_image("val/top_losses", worst, step, dataformats="HWC")

@@ -19,6 +19,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -63,7 +64,7 @@ def write_report(
     folder: Path,
     result: dict[str, torch.Tensor],
     class_names: Sequence[str],
-    top_losses: Image.Image | None = None,
+    top_losses: np.ndarray | None = None,
 ) -> Path:
     """Write the CSV and the pictures into ``folder``, print the table; returns the CSV's path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,7 @@ def write_report(
     matrix = confusion_matrix_image(result["confusion"].cpu(), class_names)
     Image.fromarray(matrix).save(folder / "confusion_matrix.png")
     if top_losses is not None:
-        top_losses.save(folder / "top_losses.png")
+        Image.fromarray(top_losses).save(folder / "top_losses.png")
     print(format_table(rows))
     print(f"test report written to {folder}")
     return path

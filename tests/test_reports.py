@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 
 from project.cli import main as lightning_main
+from project.figures import TILE, prediction_grid_image
 from project.manual.__main__ import run as manual_run
+from project.monitoring import TopLosses, class_example_indices
 from project.reports import report_folder, write_report
 
 from .helpers import CNN_CONFIG, make_class_folders
@@ -53,6 +55,15 @@ def test_the_report_goes_to_the_run_of_the_checkpoint(tmp_path):
     assert report_folder(None, tmp_path) == tmp_path / "test_report"
 
 
+PREDICT_TOP3 = """
+trainer:
+  callbacks:
+    - class_path: project.callbacks.PredictionWriter
+      init_args:
+        output_file: {output}
+        top_k: 3
+"""
+
 F1_MONITOR = """
 trainer:
   callbacks:
@@ -89,6 +100,44 @@ def test_both_loops_choose_by_f1_and_write_the_same_test_report(tmp_path):
     report = tmp_path / "logs" / "cnn" / "version_0" / "test_report"
     from_lightning = read_csv(report / "classification_report.csv")
     assert (report / "confusion_matrix.png").is_file()
+    lightning_worst = (report / "top_losses.png").read_bytes()  # random images: some are wrong
     metrics = manual_run(["test", *args, f"--ckpt_path={best}"])
     assert read_csv(report / "classification_report.csv") == from_lightning  # same numbers
     assert metrics["test/f1_macro"] == pytest.approx(float(from_lightning[-2][3]), abs=1e-6)
+    assert (report / "top_losses.png").read_bytes() == lightning_worst  # the same images
+
+    # predict: the 3 most probable classes of every image, with their probabilities
+    writer = tmp_path / "top3.yaml"
+    writer.write_text(PREDICT_TOP3.format(output=tmp_path / "predictions.csv"))
+    lightning_main(["predict", *args, "--config", str(writer), f"--data.predict_root={images}",
+                    f"--ckpt_path={best}"])  # fmt: skip
+    rows = read_csv(tmp_path / "predictions.csv")
+    assert rows[0] == ["path", "predicted", "probability", "top2", "probability2", "top3",
+                       "probability3"]  # fmt: skip
+    assert len(rows) == 49 and {row[1] for row in rows[1:]} <= {"a", "b", "c"}
+    first = [float(rows[1][i]) for i in (2, 4, 6)]
+    assert first == sorted(first, reverse=True) and sum(first) == pytest.approx(1, abs=1e-5)
+
+
+def test_top_losses_keep_the_most_confidently_wrong_images():
+    top = TopLosses(k=2)
+    images = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    # images 1, 2, 4 are wrong, with growing confidence: 2 and 4 are the worst
+    logits = torch.tensor([[3.0, 0], [0, 0.5], [0, 4], [0, 3], [5, 0], [0, 1]])
+    top.update(images[:3], logits[:3], labels[:3])
+    top.update(images[3:], logits[3:], labels[3:])
+    worst_images, predicted, true, confidence = top.result()
+    assert sorted(worst_images.flatten().tolist()) == [2.0, 4.0]
+    assert (predicted != true).all() and (confidence > 0.9).all()
+
+
+def test_the_everyday_grid_shows_every_class_in_legible_tiles():
+    labels = [0] * 30 + [1] * 30 + [2] * 30  # a validation split ordered by class
+    chosen = class_example_indices(labels, total=16)
+    assert [labels[i] for i in chosen] == [0] * 5 + [1] * 5 + [2] * 5
+    images = torch.zeros(len(chosen), 3, 8, 8)
+    grid = prediction_grid_image(images, torch.zeros(15, dtype=torch.long),
+                                 torch.tensor([labels[i] for i in chosen]), ["zero", "one", "two"],
+                                 [0.5] * 3, [0.5] * 3, probabilities=torch.ones(15))  # fmt: skip
+    assert grid.shape[1] == 8 * TILE and TILE >= 96  # an 8 px digit drawn at 90 px
