@@ -21,15 +21,17 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from project.figures import confusion_matrix
 from project.monitoring import (
     FINAL_METRICS,
+    PngWriter,
     class_example_indices,
     hyperparameters,
     predict_examples,
+    write_final_metrics,
     write_validation_figures,
 )
 
@@ -133,7 +135,8 @@ class ValidationFigures(Callback):
         if trainer.sanity_checking or self.counts is None:
             return
         counts = trainer.strategy.reduce(self.counts, reduce_op="sum")  # all processes' images
-        if trainer.is_global_zero and isinstance(trainer.logger, TensorBoardLogger):
+        writer = image_writer(trainer, "ValidationFigures")  # TensorBoard, or PNG files
+        if trainer.is_global_zero and writer is not None:
             data = trainer.datamodule
             mean, std = data.normalization()
             step = max(trainer.global_step - 1, 0)  # the step of this epoch's val/* scalars
@@ -141,7 +144,7 @@ class ValidationFigures(Callback):
             indices = class_example_indices([label for _, label in dataset.samples])
             examples = predict_examples(pl_module, dataset, indices, pl_module.device)
             write_validation_figures(
-                trainer.logger.experiment, step, counts.cpu(), examples,
+                writer, step, counts.cpu(), examples,
                 data.class_names, mean, std, pl_module.top_losses["val"].result(),
             )  # fmt: skip
 
@@ -169,6 +172,39 @@ class HyperparametersWithMetrics(Callback):
         self.final_val_loss = trainer.callback_metrics["val/loss"].item()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        final = dict(zip(FINAL_METRICS, (self.best_val_acc, self.final_val_loss), strict=True))
         if isinstance(trainer.logger, TensorBoardLogger):
-            final = dict(zip(FINAL_METRICS, (self.best_val_acc, self.final_val_loss), strict=True))
             trainer.logger.log_metrics(final, step=max(trainer.global_step - 1, 0))
+        elif trainer.logger is not None and trainer.is_global_zero:  # CSVLogger, any other
+            warn_once(trainer.logger, "HyperparametersWithMetrics", "the HPARAMS tab")
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+            path = write_final_metrics(Path(trainer.log_dir), {**metrics, **final})
+            rank_zero_info(f"final metrics written to {path}")
+
+
+# ---------------------------------------------------------------------------- other loggers
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_once(logger, callback: str, what: str) -> None:
+    """One warning per logger class and callback: what a logger other than TensorBoard skips."""
+    key = (type(logger).__name__, callback)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    rank_zero_warn(
+        f"{callback}: {key[0]} is not TensorBoard: {what} is skipped; the figures go to PNG files "
+        "and the final metrics to final_metrics.csv in the run folder instead"
+    )
+
+
+def image_writer(trainer: Trainer, callback: str):
+    """Where the figures go: TensorBoard's writer, else PNG files in the run folder (CSVLogger and
+    any other logger, with one warning); None without a logger."""
+    if isinstance(trainer.logger, TensorBoardLogger):
+        return trainer.logger.experiment
+    if trainer.logger is None:
+        return None
+    warn_once(trainer.logger, callback, "TensorBoard's IMAGES tab")
+    return PngWriter(Path(trainer.log_dir) / "figures")

@@ -7,18 +7,24 @@
   validation images: ``TopLosses``), drawn by project/figures.py. ``test`` writes the test split's
   top losses as a PNG (project/reports.py).
 
+Loggers other than TensorBoard (CSVLogger, ...): the same figures as PNG files under
+``<run>/figures/`` (``PngWriter``) and the final metrics in ``<run>/final_metrics.csv``.
+
 The Lightning loop calls these from callbacks (project/callbacks.py: HyperparametersWithMetrics,
 ValidationFigures); the manual loop calls them directly. Same functions, same tags.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -48,6 +54,30 @@ def write_hyperparameters(writer: SummaryWriter, params: dict, metrics: dict[str
         file_writer.add_summary(summary)
     for name, value in metrics.items():
         writer.add_scalar(name, value, 0)
+
+
+class PngWriter:
+    """Takes ``add_image`` calls like TensorBoard's SummaryWriter and saves PNG files instead:
+    ``<folder>/<tag with / as _>/step_<step>.png`` (for CSVLogger and loggers without images)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def add_image(self, tag: str, image: np.ndarray, step: int, dataformats: str = "HWC") -> None:
+        folder = self.folder / tag.replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(image)).save(folder / f"step_{step:07d}.png")
+
+
+def write_final_metrics(folder: Path, metrics: dict[str, float]) -> Path:
+    """The run's last metrics (and hp/best_val_acc, hp/final_val_loss) as name,value rows."""
+    path = Path(folder) / "final_metrics.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["metric", "value"])
+        writer.writerows(sorted(metrics.items()))
+    return path
 
 
 class TopLosses:
