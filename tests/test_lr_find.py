@@ -6,8 +6,8 @@ default config trains well, save the plot and the values, and write no checkpoin
 
 The range, measured with the default config shortened to 5 epochs (seed 42, test split,
 2-core VM, busy): lr 0.0003 -> 93.6% test accuracy, 0.001 -> 96.7%, 0.003 -> 98.9%,
-0.01 -> 98.3%, 0.1 -> 98.3% (docs/own-images.md has the table and the command); "trains well"
-is taken as >= 98% there, so 0.003 <= lr <= 0.1.
+0.01 -> 98.3%, 0.03 -> 98.9%, 0.1 -> 98.3%, 0.3 -> 98.3%, 1.0 -> 60.4% (docs/own-images.md has
+the table and the command); "trains well" is taken as >= 98% there: 0.003 <= lr <= 0.3.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from project.lr_find import corrected_losses, suggest
 
 from .helpers import CNN_CONFIG, run_command
 
-TRAINS_WELL = (0.003, 0.1)
+TRAINS_WELL = (0.003, 0.3)
 
 
 def test_the_suggestion_is_the_steepest_fall_per_decade():
