@@ -1,4 +1,5 @@
-"""``make bench``: every benchmark in turn, each printing its table (about 5 minutes on 2 cores).
+"""``make bench``: every benchmark in turn, each printing its table (about 15 minutes on 2 idle
+cores: big_photos and whole_process start fresh training processes, about 10 of those minutes).
 
 python -m benchmarks.run_all              # all
 python -m benchmarks.run_all precision    # the ones whose module name contains "precision"
@@ -23,6 +24,9 @@ BENCHMARKS = [
     "frozen_backbone",
     "scaling",
     "accelerator_options",
+    "big_photos",
+    "decode_speed",
+    "whole_process",
 ]
 
 

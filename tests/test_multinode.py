@@ -27,7 +27,6 @@ from .helpers import BOUND_SECONDS, CNN_CONFIG, REPO, kill_group, save_image, ta
 
 PRESET = str(REPO / "configs" / "presets" / "multinode_cpu.yaml")
 EPOCHS, BATCH, TRAIN_IMAGES = 2, 16, 64
-BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def tiny_split_folders(root: Path) -> Path:
@@ -82,13 +81,9 @@ def run_nodes(commands: list[list[str]], envs: list[dict], logs: Path) -> None:
         )
 
 
-def check_ranks(
-    probe: Path, log_root: Path, checkpoint_folder_glob: str, same_buffers: bool = True
-) -> list[dict]:
-    """One log folder, equal weights on every rank, each image once per epoch across ranks.
-
-    ``same_buffers``: BatchNorm's running statistics must match across ranks too (else only
-    process 0's, the ones saved, are compared with last.ckpt)."""
+def check_ranks(probe: Path, log_root: Path, checkpoint_folder_glob: str) -> list[dict]:
+    """One log folder, equal weights (BatchNorm statistics included) on every rank and in
+    last.ckpt, each training image once per epoch across ranks."""
     records = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["global_rank"] for r in records] == [0, 1]
     assert [r["node_rank"] for r in records] == [0, 1]
@@ -99,8 +94,7 @@ def check_ranks(
     saved = network_state(load_checkpoint(folders[0] / "checkpoints" / "last.ckpt"), "last")
     for name, value in weights[0].items():
         assert torch.equal(value, saved[name]), f"{name} differs from last.ckpt"
-        if same_buffers or not name.endswith(BATCHNORM_BUFFERS):
-            assert torch.equal(value, weights[1][name]), f"{name} differs between the ranks"
+        assert torch.equal(value, weights[1][name]), f"{name} differs between the ranks"
     for epoch in range(EPOCHS):
         shards = [r["indices"][epoch] for r in records]
         assert not set(shards[0]) & set(shards[1])  # disjoint halves ...
@@ -140,9 +134,7 @@ def test_manual_loop_two_nodes_under_torchrun(tmp_path):
         for node in (0, 1)
     ]  # fmt: skip
     run_nodes(commands, [{"PROBE_DIR": str(probe)}] * 2, logs)
-    # The manual loop validates with the plain network, so each process keeps the BatchNorm
-    # statistics of its own last batch (Lightning validates through DDP, which broadcasts process
-    # 0's): the weights must agree; the statistics are compared on process 0 (saved) only, until
-    # the loop calls distributed.broadcast_buffers(network) before validating.
-    records = check_ranks(probe, logs, "manual_version_*", same_buffers=False)
+    # BatchNorm statistics too: the loop gives every process process 0's after each epoch
+    # (distributed.broadcast_buffers); without it each kept those of its own last batch.
+    records = check_ranks(probe, logs, "manual_version_*")
     assert all(r["steps_per_epoch"] == TRAIN_IMAGES // 2 // BATCH for r in records)
