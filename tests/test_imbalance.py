@@ -12,11 +12,13 @@ import collections
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from project.cli import main as lightning_main
 from project.data.sampling import ClassBalancedSampler, imbalance_ratio, inverse_frequency_weights
 from project.data.skewed import write_skewed_folder
 from project.manual.__main__ import run as manual_run
+from project.steps import classification_loss
 
 from .helpers import CNN_CONFIG, run_command
 
@@ -27,6 +29,21 @@ def test_inverse_frequency_weights_balance_the_classes():
     # Each class's total weight in the loss is then the same (the empty class aside).
     assert float(weights[0] * 900) == pytest.approx(float(weights[1] * 45))
     assert imbalance_ratio([900, 45]) == 20.0
+
+
+def test_class_weights_weigh_each_image_by_its_class():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(20, 3), torch.randint(0, 3, (20,))
+    weights = torch.tensor([0.5, 2.0, 7.0])
+    ours = classification_loss(logits, labels, 0.0, weights)
+    assert float(ours) == pytest.approx(float(F.cross_entropy(logits, labels, weight=weights)))
+    one_hot = F.one_hot(labels, 3).float()  # soft targets (MixUp) weigh the same way
+    assert float(classification_loss(logits, one_hot, 0.0, weights)) == pytest.approx(float(ours))
+    # With label smoothing, a confident right answer must not cost more than a wrong one that
+    # names the heavy class (torch's weight= does that: its smoothing term is weighted too).
+    right = classification_loss(torch.tensor([[6.0, 0, 0]]), torch.tensor([0]), 0.1, weights)
+    wrong = classification_loss(torch.tensor([[0, 0, 6.0]]), torch.tensor([0]), 0.1, weights)
+    assert float(right) < float(wrong)
 
 
 def test_the_sampler_draws_every_class_about_equally_and_reproducibly():
