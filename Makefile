@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint transfer compare bench tensorboard clean
+.PHONY: install train test test-fast test-under-load lint transfer compare bench tensorboard clean
 
 install: $(STAMP)
 
@@ -24,15 +24,32 @@ transfer: install
 compare: install
 	$(PY) -m project.compare --config configs/cnn.yaml
 
+# What ruff checks: the package, tests, benchmarks and the workshop folders that exist.
+LINT_PATHS := project tests benchmarks $(wildcard lessons exercises)
+
+# The full suite, as CI runs it (.ci/run): ruff (lint, McCabe complexity <= 15), then every test.
 test: install
+	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m pytest
+
+# The edit-run cycle: ruff and the tests not marked slow (under a minute on 2 idle cores).
+test-fast: install
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m pytest -m "not slow"
+
+# The full suite beside a 2-process CPU hog (tests/cpu_hog.py): shows the waits hold on a busy
+# machine. The hog is stopped when the tests end, pass or fail; the exit status is the tests'.
+test-under-load: install
+	$(PY) -m tests.cpu_hog --workers 2 & hog=$$!; \
+	$(MAKE) test; status=$$?; \
+	kill $$hog; wait $$hog; exit $$status
 
 bench: install
 	$(PY) -m benchmarks.run_all
 
 lint: install
-	$(PY) -m ruff check project tests benchmarks
-	$(PY) -m ruff format --check project tests benchmarks
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 
 tensorboard: install
 	$(PY) -m tensorboard.main --logdir lightning_logs --host 127.0.0.1

@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from project.checkpoints import load_checkpoint, newest_last_checkpoint, save_atomic
 from project.classifier import ImageClassifier
+from project.config_defaults import default_config_files
 from project.data.datamodule import ImageDataModule
 from project.errors import Stopped, exit_on_error
 from project.precision import resolve_precision
@@ -110,6 +111,16 @@ def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
                 save_config_kwargs={"overwrite": True},
                 # The model builds its own optimizer and LR schedule (project/optim.py).
                 auto_configure_optimizers=False,
+                # configs/defaults.yaml, read before any --config by every subcommand (the
+                # manual loop reads it too): the logger, callbacks and trainer settings shared by
+                # every model config (project/config_defaults.py).
+                # run=False (tests, lr_find) parses without a subcommand: the top-level parser.
+                parser_kwargs={
+                    subcommand: {"default_config_files": default_config_files()}
+                    for subcommand in ImageClassifierCLI.subcommands()
+                }
+                if run
+                else {"default_config_files": default_config_files()},
                 args=args,
                 run=run,
             )

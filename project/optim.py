@@ -2,7 +2,9 @@
 
 The LightningModule's ``configure_optimizers`` and the manual loop both call ``build_optimizer`` and
 ``build_scheduler``, so the two loops optimize in exactly the same way. Parameter groups carry a
-``name`` ("backbone", "head"), which LearningRateMonitor and our logs use as ``lr-<name>``.
+``name`` ("model"; "backbone" and "head" for ResNet18), which both loops log as ``lr/<name>``
+(Lightning's LearningRateMonitor, because configure_optimizers names the scheduler "lr";
+tests/test_manual.py checks that both loops log the same tags).
 
 Schedules (``schedule``):
   - "onecycle":      OneCycleLR, warm up then anneal, stepped every batch;

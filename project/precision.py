@@ -3,8 +3,10 @@
 - CUDA: "bf16-mixed" on GPUs with bfloat16 support (Ampere and newer), else "16-mixed" (float16
   autocast with a GradScaler, so small gradients do not underflow).
 - CPU: "bf16-mixed" only when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX);
-  else "32-true". Without them bfloat16 is emulated: DEVELOPERS.md reports it 10-30x slower than
-  float32 on an AVX2-only CPU. With AVX512-BF16 it was faster here (benchmarks/precision_step.py).
+  else "32-true", because without them bfloat16 arithmetic is emulated, not accelerated.
+  ``python -m benchmarks.precision_step`` checks the choice on your machine: it times training
+  steps of SmallCNN and ResNet18 in float32 and under bfloat16 autocast, prints both and their
+  ratio, and says whether "auto" picked the faster one (one run: benchmarks/README.md, table 5).
 - Anything other than "auto" is returned unchanged: an explicit choice always wins.
 
     python -c "from project.precision import resolve_precision; print(resolve_precision('auto'))"

@@ -8,10 +8,7 @@ JPEG, a 16-bit PNG ramp, an EXIF-rotated JPEG, a palette PNG with transparency, 
 
 from __future__ import annotations
 
-import struct
-import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +21,7 @@ from project.data.datamodule import ImageDataModule
 from project.data.datasets import DataError, scan_csv
 from project.data.images import load_image
 
-from .conftest import make_class_folders, save_image
-from .test_cli import REPO, quick_args
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header says width x height pixels, with no pixel data behind it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+from .helpers import make_class_folders, png_header_claiming, quick_args, run_command, save_image
 
 
 def write_troubles(folder: Path) -> dict[str, Path]:
@@ -100,12 +85,10 @@ def test_check_reports_every_problem_and_note_and_fails(messy_root, capsys):
 
 
 def test_check_passes_the_bundled_digits_through_the_real_entry_point(digits_root):
-    result = subprocess.run(
+    result = run_command(
         [sys.executable, "-m", "project", "check", "--config", "configs/cnn.yaml",
-         "--data.root", str(digits_root)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+         "--data.root", str(digits_root)]
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
     assert "1797 image files listed, 1797 readable, 10 classes" in result.stdout
     assert "result: OK" in result.stdout
 

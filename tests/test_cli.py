@@ -2,6 +2,7 @@
 
 One short fit on the bundled digits is shared by the tests below; each then checks what a user
 would look at: checkpoints, TensorBoard events, validate/test/predict from the best checkpoint.
+The configs: configs/defaults.yaml (shared) under each model config, read the same by both loops.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -22,25 +22,18 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from project.cli import main
+from project.manual import settings
 
-from .conftest import save_image
-
-REPO = Path(__file__).resolve().parents[1]
-CNN_CONFIG = str(REPO / "configs" / "cnn.yaml")
-
-
-def quick_args(digits_root: Path, log_dir: Path) -> list[str]:
-    """The default config, shortened to a 2-epoch fp32 run whose files all go to ``log_dir``."""
-    return [
-        "--config",
-        CNN_CONFIG,
-        f"--data.root={digits_root}",
-        f"--trainer.logger.init_args.save_dir={log_dir}",
-        "--trainer.max_epochs=2",
-        "--trainer.precision=32-true",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-    ]
+from .helpers import (
+    BOUND_SECONDS,
+    CNN_CONFIG,
+    CONFIGS,
+    DEFAULTS_CONFIG,
+    RESNET_CONFIG,
+    quick_args,
+    run_command,
+    save_image,
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,27 +113,41 @@ def test_predict_writes_one_row_per_image(fitted, digits_root, tmp_path):
     assert all(0 < float(row["probability"]) <= 1 for row in rows)
 
 
+def test_model_configs_say_only_what_differs_from_the_shared_defaults():
+    defaults = yaml.safe_load(DEFAULTS_CONFIG.read_text())
+    for path in (CNN_CONFIG, RESNET_CONFIG):
+        trainer = yaml.safe_load(Path(path).read_text())["trainer"]
+        # The logger's name and the model's own early stopping; nothing else of the defaults.
+        assert set(trainer) & set(defaults["trainer"]) == {"logger"}, path
+        assert trainer["logger"] == {"init_args": {"name": trainer["logger"]["init_args"]["name"]}}
+        assert "callbacks" not in trainer  # "callbacks+": added to the defaults' list
+
+
+def callback_names(callbacks) -> list[str]:
+    return [callback["class_path"].rsplit(".", 1)[-1] for callback in callbacks]
+
+
 @pytest.mark.slow
-def test_print_config_runs_again_as_a_config(digits_root, tmp_path):
-    printed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "project",
-            "fit",
-            *quick_args(digits_root, tmp_path),
-            "--print_config",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+def test_print_config_is_complete_and_runs_again_as_a_config(digits_root, tmp_path, monkeypatch):
+    # From another working directory: configs/defaults.yaml is found from the package.
+    printed = run_command(
+        [sys.executable, "-m", "project", "fit", *quick_args(digits_root, tmp_path),
+         "--print_config"],
         cwd=tmp_path,
-    )
+    )  # fmt: skip
     config = tmp_path / "printed.yaml"
     config.write_text(printed.stdout)
-    assert (
-        yaml.safe_load(printed.stdout)["model"]["class_path"] == "project.classifier.CNNClassifier"
-    )
+    complete = yaml.safe_load(printed.stdout)
+    assert complete["model"]["class_path"] == "project.classifier.CNNClassifier"
+    shared = callback_names(yaml.safe_load(DEFAULTS_CONFIG.read_text())["trainer"]["callbacks"])
+    callbacks = complete["trainer"]["callbacks"]
+    assert callback_names(callbacks) == [*shared, "EarlyStopping"]  # defaults, then cnn.yaml's
+    assert complete["trainer"]["logger"]["init_args"]["name"] == "cnn"
+    assert complete["trainer"]["log_every_n_steps"] == 10 and complete["seed_everything"] == 42
+    # The manual loop reads the same files to the same callbacks.
+    monkeypatch.chdir(tmp_path)
+    manual = settings.parse(["fit", *quick_args(digits_root, tmp_path)])
+    assert [callback.as_dict() for callback in manual.trainer.callbacks] == callbacks
     cli = main(
         ["fit", "--config", str(config), "--trainer.fast_dev_run=true",
          f"--trainer.default_root_dir={tmp_path}"]
@@ -150,39 +157,29 @@ def test_print_config_runs_again_as_a_config(digits_root, tmp_path):
 
 @pytest.mark.slow
 def test_fast_dev_run_preset_stacks(digits_root, tmp_path):
-    preset = str(REPO / "configs" / "presets" / "fast_dev_run.yaml")
+    preset = str(CONFIGS / "presets" / "fast_dev_run.yaml")
     cli = main(
         ["fit", *quick_args(digits_root, tmp_path), "--config", preset,
          f"--trainer.default_root_dir={tmp_path}"]
     )  # fmt: skip
     assert cli.trainer.fast_dev_run and cli.trainer.global_step == 1
-    assert not (REPO / "checkpoints").exists()  # nothing written outside tmp_path
+    assert not (CONFIGS.parent / "checkpoints").exists()  # nothing written outside tmp_path
 
 
 def test_missing_data_path_is_a_one_line_error(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "project",
-            "fit",
-            "--config",
-            CNN_CONFIG,
-            f"--data.root={tmp_path / 'no_such_folder'}",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_command(
+        [sys.executable, "-m", "project", "fit", "--config", CNN_CONFIG,
+         f"--data.root={tmp_path / 'no_such_folder'}"],
         cwd=tmp_path,
-    )
+        check=False,
+    )  # fmt: skip
     assert result.returncode == 2
     assert f"error: data folder not found: {tmp_path / 'no_such_folder'}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_help_lists_the_subcommands():
-    result = subprocess.run(
-        [sys.executable, "-m", "project", "--help"], capture_output=True, text=True, check=True
-    )
+    result = run_command([sys.executable, "-m", "project", "--help"])
     for subcommand in ("fit", "validate", "test", "predict"):
         assert subcommand in result.stdout
 
@@ -204,16 +201,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def get_json(url: str, timeout: float = 90) -> dict:
-    """GET ``url`` until the server answers (TensorBoard needs a few seconds to start)."""
+def get_json(url: str, server: subprocess.Popen, timeout: float = BOUND_SECONDS) -> dict:
+    """GET ``url`` once the server answers (TensorBoard takes seconds to start, more when busy)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=60) as response:
                 return json.loads(response.read())
-        except (urllib.error.URLError, ConnectionError):
+        except OSError as error:  # refused while starting, or slow to answer: URLError, timeout
+            if server.poll() is not None:
+                pytest.fail(f"TensorBoard exited with status {server.returncode}: {error}")
             if time.monotonic() > deadline:
-                raise
+                pytest.fail(f"TensorBoard did not answer {url} within {timeout:.0f} s: {error}")
             time.sleep(0.5)
 
 
@@ -229,16 +228,20 @@ def test_tensorboard_serves_the_runs_scalars_images_and_hparams(fitted):
     try:
         base = f"http://127.0.0.1:{port}/data/plugin"
         run = fitted["log_dir"].name
-        scalars = get_json(f"{base}/scalars/tags")[run]
+        scalars = get_json(f"{base}/scalars/tags", server)[run]
         for tag in ("train/loss", "val/acc", "lr/model", "hp/best_val_acc"):
             assert tag in scalars, sorted(scalars)
-        images = get_json(f"{base}/images/tags")[run]
+        images = get_json(f"{base}/images/tags", server)[run]
         assert {"val/confusion_matrix", "val/predictions"} <= set(images)
-        listed = get_json(f"{base}/images/images?run={run}&tag=val/confusion_matrix")
+        listed = get_json(f"{base}/images/images?run={run}&tag=val/confusion_matrix", server)
         assert len(listed) == 2  # one picture per validation (2 epochs)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=BOUND_SECONDS)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     events = EventAccumulator(str(fitted["log_dir"]))
     events.Reload()
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")

@@ -11,7 +11,7 @@ from project.data.datamodule import ImageDataModule
 from project.data.datasets import DataError
 from project.data.splits import stratified_split
 
-from .conftest import make_class_folders, save_image
+from .helpers import make_class_folders, save_image
 
 
 def test_split_is_disjoint_complete_stratified_and_seeded():
@@ -56,7 +56,9 @@ def test_only_training_is_shuffled(digits_root):
 
 
 def test_cache_gives_the_same_batches(digits_root):
-    plain = ImageDataModule(root=str(digits_root), num_workers=0, augmentation="none")
+    plain = ImageDataModule(
+        root=str(digits_root), num_workers=0, augmentation="none", cache_images=False
+    )
     cached = ImageDataModule(
         root=str(digits_root), num_workers=0, augmentation="none", cache_images=True
     )

@@ -7,7 +7,7 @@ import torch
 
 from project.data.datasets import DataError, ImageDataset, UnlabeledImageDataset, keep_classes
 
-from .conftest import make_class_folders, save_image
+from .helpers import make_class_folders, save_image
 
 
 def test_folder_and_csv_give_the_same_samples(digits_root):

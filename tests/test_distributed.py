@@ -6,7 +6,6 @@ one log folder with checkpoints and metrics reduced over both processes.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,13 +14,8 @@ import pytest
 from project.checkpoints import load_checkpoint
 from project.plot import read_scalars
 
-from .test_cli import REPO, quick_args
-
-
-def run(command: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return result
+from .helpers import CONFIGS, quick_args
+from .helpers import run_command as run  # to its exit, 600 s at most; fails with the output
 
 
 def only_run_folder(runs: Path) -> Path:
@@ -32,7 +26,7 @@ def only_run_folder(runs: Path) -> Path:
 
 @pytest.mark.slow
 def test_lightning_ddp_on_two_cpu_processes(digits_root, tmp_path):
-    preset = str(REPO / "configs" / "presets" / "ddp_cpu.yaml")
+    preset = str(CONFIGS / "presets" / "ddp_cpu.yaml")
     run(
         [
             sys.executable,

@@ -11,7 +11,7 @@ from PIL import Image
 
 from project.data.images import ImageLoadError, is_image_file, load_image, to_rgb
 
-from .conftest import save_image
+from .helpers import save_image
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "LA", "RGBA", "P", "CMYK", "1", "I", "F"])
@@ -91,7 +91,7 @@ def test_image_extensions_are_case_insensitive_and_skip_hidden(tmp_path):
 
 
 def test_a_header_claiming_a_huge_image_is_refused_as_a_bomb(tmp_path):
-    from .test_check import png_header_claiming
+    from .helpers import png_header_claiming
 
     path = tmp_path / "bomb.png"
     path.write_bytes(png_header_claiming(100_000, 100_000))  # 10^10 pixels, 33 bytes on disk

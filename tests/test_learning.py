@@ -6,7 +6,7 @@ import pytest
 
 from project.cli import main
 
-from .test_cli import CNN_CONFIG
+from .helpers import CNN_CONFIG
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -23,27 +24,29 @@ from project.cli import main as lightning_main
 from project.manual.__main__ import main as manual_main
 from project.manual.__main__ import run as manual_run
 
-from .test_cli import CNN_CONFIG, REPO, quick_args
+from .helpers import (
+    CNN_CONFIG,
+    DEFAULTS_CONFIG,
+    RESNET_CONFIG,
+    assert_same_tensors,
+    quick_args,
+)
 
-# Both ModelCheckpoints of the real config, the best one keeping every epoch's file instead.
-EVERY_EPOCH = """
-trainer:
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        monitor: val/acc
-        mode: max
-        save_top_k: -1
-        filename: "epoch{epoch}"
-        auto_insert_metric_name: false
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args: {filename: last, monitor: null, save_top_k: 1, enable_version_counter: false}
-    - class_path: lightning.pytorch.callbacks.LearningRateMonitor
-      init_args: {logging_interval: step}
-    - class_path: project.callbacks.EpochTimer
-    - class_path: project.callbacks.ValidationFigures
-    - class_path: project.callbacks.HyperparametersWithMetrics
-"""
+
+def every_epoch_config(folder: Path) -> Path:
+    """A config whose callbacks are the real ones of configs/cnn.yaml (configs/defaults.yaml's
+    list, then cnn.yaml's ``callbacks+``), the best-checkpoint rule keeping every epoch's file
+    instead of the best one. A ``callbacks:`` list replaces the configured list as a whole."""
+    callbacks = [
+        *yaml.safe_load(DEFAULTS_CONFIG.read_text())["trainer"]["callbacks"],
+        *yaml.safe_load(Path(CNN_CONFIG).read_text())["trainer"]["callbacks+"],
+    ]
+    best = [c for c in callbacks if c.get("init_args", {}).get("monitor") == "val/acc"]
+    assert len(best) == 1, callbacks
+    best[0]["init_args"].update(save_top_k=-1, filename="epoch{epoch}")
+    path = folder / "every_epoch.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    return path
 
 
 class StepRecorder(Callback):
@@ -75,12 +78,6 @@ def lightning_fit(args: list[str]) -> tuple:
     return cli, recorder
 
 
-def assert_same_tensors(first: dict, second: dict) -> None:
-    assert first.keys() == second.keys()
-    different = [key for key in first if not torch.equal(first[key], second[key])]
-    assert not different, f"differ: {different[:5]}"
-
-
 def optimizer_tensors(state: dict) -> dict[str, torch.Tensor]:
     """An optimizer state_dict's per-parameter tensors, flattened to comparable keys."""
     return {
@@ -94,8 +91,7 @@ def optimizer_tensors(state: dict) -> dict[str, torch.Tensor]:
 def straight(digits_root, tmp_path_factory):
     """Both loops, 2 epochs straight, every epoch's checkpoint kept."""
     folder = tmp_path_factory.mktemp("straight")
-    every_epoch = folder / "every_epoch.yaml"
-    every_epoch.write_text(EVERY_EPOCH)
+    every_epoch = every_epoch_config(folder)
     args = equality_args(digits_root, folder / "logs", "--config", str(every_epoch))
     cli, recorder = lightning_fit(args)
     manual = manual_run(["fit", *args])
@@ -131,7 +127,7 @@ def test_resnet_loops_equal_across_the_backbone_unfreeze(digits_root, tmp_path):
     # Random init (nothing to download), 3 classes, 32 px, frozen for epoch 0, fine-tuned in 1.
     args = [
         "--config",
-        str(REPO / "configs" / "resnet18.yaml"),
+        RESNET_CONFIG,
         f"--data.root={digits_root}",
         '--data.classes=["0", "1", "2"]',
         "--data.image_size=32",
@@ -260,7 +256,8 @@ def test_both_loops_log_the_same_tensorboard_tags_at_the_same_steps(straight, tm
     for run in (straight["lightning_dir"], straight["manual"].log_dir):
         events = EventAccumulator(str(run))
         events.Reload()
-        assert set(events.Tags()["images"]) == {"val/confusion_matrix", "val/predictions"}
+        images = {"val/confusion_matrix", "val/predictions", "val/top_losses"}
+        assert set(events.Tags()["images"]) == images
         assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr/model", "hp/best_val_acc"):
         assert lightning[tag][0] == manual[tag][0], tag  # steps

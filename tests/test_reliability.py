@@ -1,7 +1,8 @@
 """Bad checkpoints, crashes, signals, in both loops: clear errors, nothing lost, nothing executed.
 
 The crash tests run the real entry points as subprocesses and kill them (SIGKILL, SIGTERM), then
-resume from what is on disk.
+resume from what is on disk. Every wait follows an event (a checkpoint appears, a line is printed,
+the process exits) with one generous bound (tests/helpers.py), so they hold on a busy machine.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,8 +28,7 @@ from project.manual.__main__ import run as manual_run
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer, WeightsError
 
-from .test_cli import REPO, quick_args
-from .test_manual import assert_same_tensors
+from .helpers import CNN_CONFIG, REPO, assert_same_tensors, quick_args, wait_for, wait_for_exit
 
 
 class CreatesMarker:
@@ -177,21 +176,21 @@ def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
-def wait_for(condition, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(
-                f"the run ended or stalled before the condition:\n{log.read_text()[-3000:]}"
-            )
-        time.sleep(0.02)
+_EPOCHS: dict[tuple[Path, int], int] = {}  # (file, mtime) -> its epoch: each version read once
 
 
 def last_epoch(folder: Path) -> int:
-    """The ``epoch`` of the newest last.ckpt under ``folder`` (-1 while there is none)."""
-    files = list(folder.rglob("last.ckpt"))
-    return max((load_checkpoint(f)["epoch"] for f in files), default=-1)
+    """The ``epoch`` of the newest last.ckpt under ``folder`` (-1 while there is none).
+
+    Polled while the run trains beside it: a file is loaded only when it changed (written
+    atomically, so it is never read half-written), to leave the CPU to the run."""
+    epochs = [-1]
+    for file in folder.rglob("last.ckpt"):
+        key = (file, file.stat().st_mtime_ns)
+        if key not in _EPOCHS:
+            _EPOCHS[key] = load_checkpoint(file)["epoch"]
+        epochs.append(_EPOCHS[key])
+    return max(epochs)
 
 
 @pytest.mark.slow
@@ -200,7 +199,7 @@ def test_lightning_resumes_after_kill_9(digits_root, tmp_path):
     process = start("project", args, tmp_path / "run.log")
     wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    wait_for_exit(process, tmp_path / "run.log")
     saved = last_epoch(tmp_path)  # Lightning numbers the epoch a checkpoint was taken in
     assert saved < 7, "the run finished before it was killed"
 
@@ -221,7 +220,7 @@ def test_lightning_saves_last_on_sigterm_and_exits_non_zero(digits_root, tmp_pat
     last = next(tmp_path.rglob("last.ckpt"))
     written_at_epoch_end = last.stat().st_mtime_ns
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 143
+    assert wait_for_exit(process, log) == 143
     assert "stopped by SIGTERM" in log.read_text()
     assert last.stat().st_mtime_ns > written_at_epoch_end  # written again, at the stop
     assert load_checkpoint(last)["global_step"] > 0
@@ -253,7 +252,7 @@ def test_manual_loop_resumes_exactly_after_kill_9(manual_straight, digits_root, 
     process = start("project.manual", args, tmp_path / "run.log")
     wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")  # 1 epoch done
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    wait_for_exit(process, tmp_path / "run.log")
     assert last_epoch(tmp_path) < 3, "the run finished before it was killed"
     resumed = manual_run(["fit", *args, "--resume", "last"])
     assert_same_tensors(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
@@ -267,9 +266,10 @@ def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
     log = tmp_path / "run.log"
     process = start("project.manual", args, log)
     wait_for(lambda: "epoch   0 " in log.read_text(), process, log)
-    time.sleep(0.2)  # into epoch 1
+    # No sleep "into epoch 1": the loop reads a stop request only after a training step, so a
+    # SIGTERM that lands during epoch 0's validation or save stops after epoch 1's first step.
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 143
+    assert wait_for_exit(process, log) == 143
     assert "stopped by SIGTERM at epoch" in log.read_text()
     stopped = load_checkpoint(next(tmp_path.rglob("last.ckpt")))
     assert stopped["mid_epoch"] is not None  # taken inside an epoch, not at its end
@@ -287,7 +287,7 @@ def test_ctrl_c_saves_last_and_stops_cleanly(module, status, digits_root, tmp_pa
     last = next(tmp_path.rglob("last.ckpt"))
     written_at_epoch_end = last.stat().st_mtime_ns
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == status
+    assert wait_for_exit(process, log) == status
     assert last.stat().st_mtime_ns > written_at_epoch_end
     assert "Traceback" not in log.read_text()
 
@@ -296,8 +296,6 @@ def test_an_unknown_config_key_is_an_error_naming_it(tmp_path, capsys):
     typo = tmp_path / "typo.yaml"
     typo.write_text("trainer:\n  max_epoch: 3\n")
     with pytest.raises(SystemExit) as stopped:
-        lightning_main(
-            ["fit", "--config", str(REPO / "configs" / "cnn.yaml"), "--config", str(typo)]
-        )
+        lightning_main(["fit", "--config", CNN_CONFIG, "--config", str(typo)])
     assert stopped.value.code != 0
     assert "trainer.max_epoch" in capsys.readouterr().err

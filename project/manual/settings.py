@@ -3,7 +3,8 @@
     python -m project.manual fit --config configs/cnn.yaml --trainer.max_epochs 5
 
 The parser is built from the same classes as ``python -m project`` (model, DataModule, Trainer
-arguments), so a config that one loop accepts the other accepts too, and a typo is an error in both.
+arguments) and reads the same shared defaults first (configs/defaults.yaml), so a config that one
+loop accepts the other accepts too, and a typo is an error in both.
 The manual loop then builds the DataModule and the model itself, and keeps from the ``trainer:``
 section only the settings a plain loop needs (``LoopSettings``). A trainer option the manual loop
 does not implement is an error, never silently ignored.
@@ -23,6 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from project.classifier import ImageClassifier
 from project.cli import Trainer
+from project.config_defaults import default_config_files
 from project.data.datamodule import ImageDataModule
 from project.errors import InputError
 from project.precision import resolve_precision
@@ -93,7 +95,10 @@ class LoopSettings:
 
 def build_parser() -> LightningArgumentParser:
     parser = LightningArgumentParser(
-        prog="python -m project.manual", description=__doc__.split("\n")[0]
+        prog="python -m project.manual",
+        description=__doc__.split("\n")[0],
+        # configs/defaults.yaml first, as python -m project reads it (project/config_defaults.py)
+        default_config_files=default_config_files(),
     )
     parser.add_argument("stage", choices=STAGES, help="fit, validate or test")
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file(s), in order")

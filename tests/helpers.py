@@ -1,0 +1,172 @@
+"""What several test files share: the repository's configs, a short run's arguments, image files,
+tensor equality, and waits that follow events (a file appears, a line is printed, a process exits).
+
+    from .helpers import CNN_CONFIG, quick_args, run_command, wait_for_exit
+
+Every wait here has one generous bound, ``BOUND_SECONDS`` (600 s): a step that takes 10 s on an
+idle laptop still passes on a machine five times slower that is also running something else. A wait
+that runs out fails with the process's own output, never a bare timeout. Fixtures live in
+conftest.py; importing from another test file is avoided (pytest may import it twice).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+CNN_CONFIG = str(CONFIGS / "cnn.yaml")
+RESNET_CONFIG = str(CONFIGS / "resnet18.yaml")
+DEFAULTS_CONFIG = CONFIGS / "defaults.yaml"
+
+BOUND_SECONDS = 600.0  # the one bound of every wait: generous on a busy machine 5x slower than idle
+
+
+# ---------------------------------------------------------------------------- runs and files
+
+
+def quick_args(digits_root: Path, log_dir: Path) -> list[str]:
+    """The default config, shortened to a 2-epoch fp32 run whose files all go to ``log_dir``."""
+    return [
+        "--config",
+        CNN_CONFIG,
+        f"--data.root={digits_root}",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+        "--trainer.max_epochs=2",
+        "--trainer.precision=32-true",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+
+def save_image(
+    path: Path, mode: str = "RGB", size: tuple[int, int] = (12, 10), seed: int = 0
+) -> Path:
+    """Write a small random image in ``mode`` to ``path`` (format from the extension)."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def make_class_folders(root: Path, counts: dict[str, int], size=(12, 10)) -> Path:
+    """root/<class>/<i>.png with counts[class] random images each."""
+    for name, count in counts.items():
+        for i in range(count):
+            save_image(root / name / f"{i}.png", size=size, seed=hash((name, i)) % 2**32)
+    return root
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height pixels, with no pixel data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def assert_same_tensors(first: dict, second: dict) -> None:
+    """Bit-identical state dicts: the same keys, every tensor ``torch.equal``."""
+    assert first.keys() == second.keys()
+    different = [key for key in first if not torch.equal(first[key], second[key])]
+    assert not different, f"differ: {different[:5]}"
+
+
+# ---------------------------------------------------------------------------- processes and waits
+
+
+def tail(text: str, characters: int = 4000) -> str:
+    return text[-characters:]
+
+
+def run_command(
+    command: list[str], cwd: Path = REPO, timeout: float = BOUND_SECONDS, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run ``command`` to its exit (at most ``timeout`` s) and return its output.
+
+    It runs in a session of its own, so that a run that outlives the bound is killed with every
+    process it started (DDP and torchrun start more). ``check``: a non-zero exit fails the test
+    with the end of the output."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s: {command}\n{tail(stdout + stderr)}")
+    except BaseException:  # Ctrl-C on pytest, or any error: leave no process behind
+        kill_group(process)
+        raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    if check:
+        assert result.returncode == 0, tail(stdout + stderr)
+    return result
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL ``process`` and the processes it started (it must lead its own session)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    process: subprocess.Popen,
+    log: Path,
+    timeout: float = BOUND_SECONDS,
+    poll: float = 0.05,
+) -> None:
+    """Return once ``condition()`` holds; fail with the log if ``process`` ends first or the bound
+    passes (the process is then killed)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        ended = process.poll() is not None
+        if ended or time.monotonic() > deadline:
+            if not ended:
+                process.kill()
+                process.wait()
+            why = f"ended with status {process.returncode}" if ended else f"after {timeout:.0f} s"
+            pytest.fail(f"the condition never held ({why}):\n{tail(log.read_text())}")
+        time.sleep(poll)
+
+
+def wait_for_exit(process: subprocess.Popen, log: Path, timeout: float = BOUND_SECONDS) -> int:
+    """The process's exit status once it exits; fail with its log if it outlives the bound."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(
+            f"still running {timeout:.0f} s after it was told to stop:\n{tail(log.read_text())}"
+        )
