@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from project.cli import main as lightning_main
+from project.data.check import main as check_main
 from project.data.sampling import ClassBalancedSampler, imbalance_ratio, inverse_frequency_weights
 from project.data.skewed import write_skewed_folder
 from project.manual.__main__ import run as manual_run
 from project.steps import classification_loss
 
-from .helpers import CNN_CONFIG, run_command
+from .helpers import CNN_CONFIG
 
 
 def test_inverse_frequency_weights_balance_the_classes():
@@ -68,15 +69,13 @@ def test_under_ddp_each_process_keeps_its_share_of_one_common_draw():
     assert interleaved[: len(whole)] == whole
 
 
-def test_check_reports_the_imbalance_and_suggests_the_options(tmp_path):
+def test_check_reports_the_imbalance_and_suggests_the_options(tmp_path, capsys):
     write_skewed_folder(tmp_path / "skewed", common=60, ratio=20)
-    result = run_command(
-        [".venv/bin/python", "-m", "project", "check", f"--data.root={tmp_path / 'skewed'}"]
-    )
-    assert "classes: common: 60, rare: 3" in result.stdout
-    assert "imbalance ratio (largest / smallest class): 20.0" in result.stdout
-    assert "--data.sampler weighted" in result.stdout
-    assert "class_weights auto" in result.stdout
+    assert check_main([f"--data.root={tmp_path / 'skewed'}"]) == 0  # python -m project check
+    out = capsys.readouterr().out
+    assert "classes: common: 60, rare: 3" in out
+    assert "imbalance ratio (largest / smallest class): 20.0" in out
+    assert "--data.sampler weighted" in out and "class_weights auto" in out
 
 
 # ---------------------------------------------------------------------------- training
@@ -136,11 +135,13 @@ def test_either_option_raises_macro_recall_over_the_plain_run(loop, skewed_root,
     assert recall["class weights"] > recall["plain"] + 0.1, recall
 
 
-def test_class_weights_of_the_wrong_length_are_a_one_line_error(skewed_root, tmp_path):
+def test_class_weights_of_the_wrong_length_are_a_one_line_error(skewed_root, tmp_path, capsys):
     args = [*skewed_args(skewed_root, tmp_path), "--model.init_args.class_weights=[1, 2, 3]"]
-    result = run_command([".venv/bin/python", "-m", "project", "fit", *args], check=False)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "model.class_weights has 3 numbers for 2 classes" in result.stderr
+    with pytest.raises(SystemExit) as status:  # python -m project fit's main(), in-process
+        lightning_main(["fit", *args])
+    assert status.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "error: model.class_weights has 3 numbers for 2 classes"
 
 
 def test_the_loss_weights_follow_the_training_split(skewed_root):
