@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-fast test-under-load lint transfer compare bench tensorboard clean
+.PHONY: install train test test-fast test-under-load lint transfer challenge-data compare bench tensorboard clean
+.PHONY: lessons exercise
 
 install: $(STAMP)
 
@@ -17,8 +18,14 @@ $(STAMP): pyproject.toml
 train: install
 	$(PY) -m project.quickstart --config configs/cnn.yaml
 
+# The offline transfer proof's table (project/transfer/proof.py); prepares challenge-data first.
 transfer: install
-	$(PY) -m project.transfer_demo
+	$(PY) -m project.transfer
+
+# The workshop challenge's data, made once under data/glyphs: rendered glyphs, the pretrained source backbone
+# (data/glyphs/source_resnet18.pth) and the 10-per-digit split (project/transfer/source.py).
+challenge-data: install
+	$(PY) -m project.transfer.source
 
 # Lightning loop against the plain PyTorch loop (project/manual/), same config, side by side.
 compare: install
@@ -43,6 +50,15 @@ test-under-load: install
 	$(PY) -m tests.cpu_hog --workers 2 & hog=$$!; \
 	$(MAKE) test; status=$$?; \
 	kill $$hog; wait $$hog; exit $$status
+
+# The workshop (WORKSHOP.md): every lesson run as a script (each asserts what it teaches), and
+# the checker of one exercise on your attempt: make exercise N=1
+lessons: install
+	@for lesson in lessons/[0-9][0-9]_*.py; do echo "== $$lesson"; $(PY) $$lesson || exit 1; done
+
+exercise: install
+	@test -n "$(N)" || { echo "usage: make exercise N=1   (the exercises: exercises/NN_*.py)"; exit 2; }
+	$(PY) -m exercises.check $(N)
 
 bench: install
 	$(PY) -m benchmarks.run_all

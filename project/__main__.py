@@ -2,6 +2,8 @@
 
 python -m project fit --config configs/cnn.yaml
 python -m project check --config configs/cnn.yaml      # the data check (project/data/check.py)
+python -m project lr_find --config configs/cnn.yaml    # learning-rate range test (lr_find.py)
+python -m project weights resnet18                     # fetch or locate pretrained weights
 """
 
 import sys
@@ -17,6 +19,14 @@ def run() -> None:
         from project.export import main as export
 
         raise SystemExit(export(sys.argv[2:]))
+    if sys.argv[1:2] == ["lr_find"]:  # the learning-rate range test (project/lr_find.py)
+        from project.lr_find import main as lr_find
+
+        raise SystemExit(lr_find(sys.argv[2:]))
+    if sys.argv[1:2] == ["weights"]:  # download / locate pretrained weights (project/weights.py)
+        from project.weights import main as weights
+
+        raise SystemExit(weights(sys.argv[2:]))
     from project.cli import main
 
     main()

@@ -175,7 +175,7 @@ class HyperparametersWithMetrics(Callback):
         final = dict(zip(FINAL_METRICS, (self.best_val_acc, self.final_val_loss), strict=True))
         if isinstance(trainer.logger, TensorBoardLogger):
             trainer.logger.log_metrics(final, step=max(trainer.global_step - 1, 0))
-        elif trainer.logger is not None and trainer.is_global_zero:  # CSVLogger, any other
+        elif trainer.log_dir is not None and trainer.is_global_zero:  # CSVLogger, any other
             warn_once(trainer.logger, "HyperparametersWithMetrics", "the HPARAMS tab")
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
             path = write_final_metrics(Path(trainer.log_dir), {**metrics, **final})
@@ -204,7 +204,7 @@ def image_writer(trainer: Trainer, callback: str):
     any other logger, with one warning); None without a logger."""
     if isinstance(trainer.logger, TensorBoardLogger):
         return trainer.logger.experiment
-    if trainer.logger is None:
+    if trainer.logger is None or trainer.log_dir is None:  # no logger, or fast_dev_run's dummy
         return None
     warn_once(trainer.logger, callback, "TensorBoard's IMAGES tab")
     return PngWriter(Path(trainer.log_dir) / "figures")

@@ -11,12 +11,14 @@ val/loss, val/acc, test/loss, test/acc.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from project.augment import hard_labels, mix_batch
 from project.checkpoints import (
     fill_network,
     lightning_state_dict,
@@ -24,9 +26,16 @@ from project.checkpoints import (
     restore_rng_states,
     rng_states,
 )
+from project.data.sampling import inverse_frequency_weights
+from project.ddp_unfreeze import SyncLateUnfrozenGradients
+from project.errors import InputError
+from project.features import FeatureCache, FeatureCacheError
+from project.metrics import TOP_K, EvaluationMetrics
 from project.models.cnn import SmallCNN
-from project.models.resnet import ResNetTransfer
+from project.models.transfer import Stage, TransferNetwork
+from project.monitoring import TopLosses, top_losses_image
 from project.optim import OptimizerName, Schedule, build_optimizer, build_scheduler
+from project.reports import report_folder, write_report
 from project.steps import check_finite, classification_loss, forward
 
 
@@ -56,6 +65,9 @@ class ImageClassifier(LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
+        class_weights: Literal["auto"] | list[float] | None = None,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
     ):
         """
         Args:
@@ -74,15 +86,25 @@ class ImageClassifier(LightningModule):
                 recent GPUs and some CPUs; measured in benchmarks/accelerator_options.py).
             compile: ``torch.compile`` the network (its first steps compile; a C++ compiler is
                 needed on CPU). In place: checkpoint keys stay ``network.*``.
+            class_weights: weight each class's share of the loss: auto (inverse frequency in
+                the training split, project/data/sampling.py) or one number per class.
+            mixup_alpha: MixUp's Beta(alpha, alpha) per training batch, 0: off (project/augment.py).
+            cutmix_alpha: CutMix's Beta(alpha, alpha) per training batch; 0 is off.
         """
         super().__init__()
         # Plain values only (no modules), so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["network"])
         self.network = network
-        # One metric object per stage: their running counts must never mix.
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        # One metric object per stage: their running counts must never mix. (Training counts its
+        # accuracy itself, on the device: a torchmetrics update reads the device every step.)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Per-class precision / recall / F1 and macro averages (project/metrics.py).
+        self.val_metrics = EvaluationMetrics(num_classes)
+        self.test_metrics = EvaluationMetrics(num_classes)
+        self.class_weights: torch.Tensor | None = None  # set by use_class_counts()
+        # The most confidently wrong images of the current validation / test (monitoring.py).
+        self.top_losses = {"val": TopLosses(), "test": TopLosses()}
 
     def configure_model(self) -> None:
         # Lightning calls this before fit/validate/test/predict; the manual loop does the same.
@@ -92,18 +114,46 @@ class ImageClassifier(LightningModule):
         return forward(self.network, images, self.hparams.channels_last)  # project/steps.py
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return classification_loss(logits, labels, self.hparams.label_smoothing)
+        return classification_loss(logits, labels, self.hparams.label_smoothing, self.class_weights)
+
+    def use_class_counts(self, counts: Sequence[int] | None) -> None:
+        """Resolve ``class_weights`` from the training split's class counts (auto), or check the
+        given list. Lightning: setup(); the manual loop calls it after the data's setup."""
+        option, classes = self.hparams.class_weights, self.hparams.num_classes
+        if option is None:
+            return
+        if option == "auto":
+            if counts is not None:
+                self.class_weights = inverse_frequency_weights(counts)
+            return
+        if len(option) != classes:
+            raise InputError(f"model.class_weights has {len(option)} numbers for {classes} classes")
+        self.class_weights = torch.tensor([float(w) for w in option])
+
+    def mix(self, images: torch.Tensor, labels: torch.Tensor):
+        """MixUp / CutMix of a training batch on the device: (images, targets); unchanged when
+        both alphas are 0. Both loops call it before the forward pass (project/augment.py)."""
+        hp = self.hparams
+        return mix_batch(images, labels, hp.num_classes, hp.mixup_alpha, hp.cutmix_alpha)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         images, labels = batch
+        images, targets = self.mix(images, labels)  # MixUp / CutMix, when configured
         logits = self(images)
-        loss = self.loss(logits, labels)
+        loss = self.loss(logits, targets)
+        # The one host read of a step: a NaN must stop training before the optimizer step.
         check_finite(loss, self.current_epoch, self.global_step)  # NaN: stop, exit status 1
-        self.train_acc(logits, labels)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        # Everything else stays on the device (on a GPU, a host read waits for the GPU): the
+        # batch's accuracy is summed on the device and train/acc logged at epoch end (weighted by
+        # batch size: the epoch's accuracy); the loss is read every log_every_n_steps only.
+        correct = logits.detach().argmax(dim=1) == hard_labels(targets)
+        self.log("train/acc", correct.float().mean(), on_step=False, on_epoch=True,
+                 batch_size=len(correct), sync_dist=True)  # fmt: skip
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # as the logger does
+            # On the CPU: the progress bar re-reads it at every refresh without touching the GPU.
+            self.log("train/loss", loss.detach().cpu(), prog_bar=True)
         return loss
 
     def _evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> dict:
@@ -113,8 +163,10 @@ class ImageClassifier(LightningModule):
         self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=True, sync_dist=True)
         accuracy(logits, labels)
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
+        getattr(self, f"{stage}_metrics").update(logits, labels)  # per class (project/metrics.py)
+        self.top_losses[stage].update(images, logits, labels)  # on the device, no host read
         # For callbacks (ValidationFigures draws the confusion matrix from these).
-        return {"predicted": logits.argmax(dim=1)}
+        return {"predicted": logits.argmax(dim=1), "logits": logits}
 
     def validation_step(self, batch, batch_idx: int) -> dict:
         return self._evaluate(batch, "val", self.val_acc)
@@ -122,11 +174,44 @@ class ImageClassifier(LightningModule):
     def test_step(self, batch, batch_idx: int) -> dict:
         return self._evaluate(batch, "test", self.test_acc)
 
+    def on_validation_epoch_start(self) -> None:
+        self.top_losses["val"] = TopLosses()
+
+    def on_test_epoch_start(self) -> None:
+        self.top_losses["test"] = TopLosses()
+
+    def on_validation_epoch_end(self) -> None:
+        # Computed over every process's images (torchmetrics syncs), then logged as val/f1_macro...
+        result = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log_dict(EvaluationMetrics.scalars(result, "val"))
+
+    def on_test_epoch_end(self) -> None:
+        result = self.test_metrics.compute()
+        self.test_metrics.reset()
+        self.log_dict(EvaluationMetrics.scalars(result, "test"))
+        trainer = self.trainer  # the report goes beside the checkpoint, else into the run folder
+        has_folder = trainer.ckpt_path is not None or trainer.logger is not None
+        if trainer.is_global_zero and trainer.datamodule is not None and has_folder:
+            folder = report_folder(trainer.ckpt_path, trainer.log_dir or ".")
+            data = trainer.datamodule
+            worst = top_losses_image(
+                self.top_losses["test"].result(), data.class_names, *data.normalization()
+            )
+            write_report(folder, result, data.class_names, worst)
+
     def predict_step(self, batch: tuple[torch.Tensor, Sequence[str]], batch_idx: int) -> dict:
         images, paths = batch
         probabilities = self(images).float().softmax(dim=1)
-        confidence, predicted = probabilities.max(dim=1)
-        return {"paths": list(paths), "predicted": predicted.cpu(), "confidence": confidence.cpu()}
+        # The most probable classes, best first (PredictionWriter(top_k=...) writes k of them).
+        top = probabilities.topk(min(TOP_K, probabilities.shape[1]), dim=1)
+        return {
+            "paths": list(paths),
+            "predicted": top.indices[:, 0].cpu(),
+            "confidence": top.values[:, 0].cpu(),
+            "top_classes": top.indices.cpu(),
+            "top_probabilities": top.values.cpu(),
+        }
 
     # ---- what differs between models: both loops call these, they do nothing by default ------
 
@@ -150,6 +235,9 @@ class ImageClassifier(LightningModule):
         # replace these, so the pretrained file is still checked but its values not kept.
         if stage == "fit":
             self.load_pretrained_weights()
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if data is not None:  # class_weights: auto counts the training split, in every stage
+            self.use_class_counts(data.class_counts())
 
     def on_train_epoch_start(self) -> None:
         message = self.prepare_epoch(self.current_epoch)
@@ -184,6 +272,7 @@ class ImageClassifier(LightningModule):
         data = self.trainer.datamodule if self._trainer is not None else None
         if data is not None:  # class names, image size, normalization: for export and predict
             checkpoint["inference"] = data.inference_settings()
+            checkpoint["data_split"] = data.split_record()  # project/data/split_file.py
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         path = getattr(self._trainer, "ckpt_path", None) or "checkpoint"
@@ -218,53 +307,89 @@ class CNNClassifier(ImageClassifier):
 
 
 class ResNetClassifier(ImageClassifier):
-    """ResNet18 transfer learning (configs/resnet18.yaml): frozen backbone first, then fine-tuning.
+    """Transfer learning with any torchvision backbone (configs/resnet18.yaml; default ResNet18).
 
-    The optimizer always holds two named groups, ``backbone`` (lr x backbone_lr_ratio) and ``head``
-    (lr). While the backbone is frozen its parameters have no gradients, so the optimizer skips
-    them; unfreezing only flips ``requires_grad``. The group count never changes, which is why
-    resuming before or after the unfreeze works (Lightning issue #6891 cannot happen).
+    Training goes by stages, decided from the epoch number alone (fastai's ``freeze_to``):
+    the head only for ``freeze_backbone_epochs`` epochs, then also the backbone's last block for
+    ``last_block_epochs`` epochs, then everything. The optimizer always holds two named groups,
+    ``backbone`` (lr x backbone_lr_ratio) and ``head`` (lr). Frozen parameters have no gradients,
+    so the optimizer skips them; a stage change only flips ``requires_grad``. The group count never
+    changes, which is why resuming in any stage works (Lightning issue #6891 cannot happen).
+    Under DDP, parameters unfrozen after the model was wrapped are synchronized by
+    ``SyncLateUnfrozenGradients`` (project/ddp_unfreeze.py), which this model adds itself.
     """
 
     def __init__(
         self,
         num_classes: int = 10,
-        weights: str | None = "IMAGENET1K_V1",
+        backbone: str = "resnet18",
+        weights: str | None = "DEFAULT",
         freeze_backbone_epochs: int | None = 1,
+        last_block_epochs: int = 0,
         backbone_lr_ratio: float = 0.1,
         train_bn: bool = False,
         download: bool = True,
+        backbone_options: dict | None = None,
+        cache_features: bool = False,
         **kwargs,
     ):
         """
         Args:
             num_classes: number of classes; linked from the DataModule by the CLI.
-            weights: torchvision weights name, a local .pth/.ckpt file, or null for random init.
-            freeze_backbone_epochs: train only the head for this many epochs, then everything;
-                null keeps the backbone frozen for the whole run, 0 never freezes it.
+            backbone: a torchvision classification model: resnet18, resnet50, efficientnet_b0,
+                mobilenet_v3_small, convnext_tiny, vit_b_16, ... (its head is found and replaced).
+            weights: DEFAULT or a torchvision weights name (IMAGENET1K_V1), a local .pth/.ckpt
+                file, or null for random init (project/weights.py).
+            freeze_backbone_epochs: train only the head for this many epochs; null keeps the
+                backbone frozen for the whole run, 0 never freezes it.
+            last_block_epochs: after the head-only epochs, train the head and the backbone's last
+                block for this many epochs, then everything.
             backbone_lr_ratio: backbone learning rate = lr x this ratio (differential LRs).
-            train_bn: let a frozen backbone's BatchNorm layers update their running statistics.
+            train_bn: let frozen BatchNorm layers update their running statistics.
             download: fetch missing torchvision weights (false: fail at once when offline).
+            backbone_options: keyword arguments for torchvision's builder, e.g.
+                {image_size: 64} for vit_* at 64 px.
+            cache_features: while the backbone is frozen, compute each image's features once
+                (project/features.py); needs data.augmentation: none.
         """
         # Built without weights: they are read in setup("fit") only, so testing or predicting
         # from a checkpoint of this model never needs the (possibly absent) pretrained file.
-        network = ResNetTransfer(num_classes, weights=None, train_bn=train_bn)
+        network = TransferNetwork(num_classes, backbone, None, train_bn, download, backbone_options)
+        if cache_features:
+            network.feature_cache = FeatureCache()
         super().__init__(network, num_classes, **kwargs)
-        network.set_backbone_frozen(self.frozen_at(epoch=0))
+        network.set_stage(self.stage_at(epoch=0))
+
+    def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        augmentation = getattr(data, "hparams", {}).get("augmentation", "none")
+        if self.hparams.cache_features and stage == "fit" and augmentation != "none":
+            raise FeatureCacheError(
+                "model.init_args.cache_features needs --data.augmentation none: augmented "
+                f"images differ every epoch (data.augmentation is {augmentation})"
+            )
+        super().setup(stage)
 
     def load_pretrained_weights(self) -> None:
         self.network.load_backbone(self.hparams.weights, self.hparams.download)
 
+    def stage_at(self, epoch: int) -> Stage:
+        """Which parameters train in ``epoch``: head, last_block or all."""
+        head_epochs = self.hparams.freeze_backbone_epochs
+        if head_epochs is None or epoch < head_epochs:
+            return "head"
+        return "last_block" if epoch < head_epochs + self.hparams.last_block_epochs else "all"
+
     def frozen_at(self, epoch: int) -> bool:
-        frozen_epochs = self.hparams.freeze_backbone_epochs
-        return frozen_epochs is None or epoch < frozen_epochs
+        return self.stage_at(epoch) == "head"
 
     def prepare_epoch(self, epoch: int) -> str | None:
-        frozen = self.frozen_at(epoch)
-        if frozen == self.network.backbone_frozen:
+        stage = self.stage_at(epoch)
+        if stage == self.network.stage:
             return None
-        self.network.set_backbone_frozen(frozen)
-        return f"epoch {epoch}: backbone {'frozen' if frozen else 'unfrozen'}"
+        self.network.set_stage(stage)
+        trainable = sum(p.numel() for p in self.network.parameters() if p.requires_grad)
+        return f"epoch {epoch}: training {STAGE_NAMES[stage]} ({trainable:,} parameters)"
 
     def param_groups(self) -> list[dict]:
         lr = self.hparams.lr
@@ -276,3 +401,11 @@ class ResNetClassifier(ImageClassifier):
             },
             {"name": "head", "params": list(self.network.head.parameters()), "lr": lr},
         ]
+
+    def configure_callbacks(self):
+        # DDP only reduces the gradients of parameters that were trainable when it wrapped the
+        # model; this callback reduces the ones unfrozen later (does nothing without DDP).
+        return [SyncLateUnfrozenGradients()]
+
+
+STAGE_NAMES = {"head": "the head", "last_block": "the head and the last block", "all": "everything"}

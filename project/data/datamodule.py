@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from project.data.cache import CacheOption, CachePlan, plan_cache
 from project.data.datasets import (
     DataError,
     ImageDataset,
@@ -31,6 +34,8 @@ from project.data.datasets import (
     scan_csv,
 )
 from project.data.digits import DIGITS_ROOT, write_digits
+from project.data.sampling import ClassBalancedSampler, class_counts
+from project.data.split_file import apply_split_file, split_hash, split_rows, write_split_file
 from project.data.splits import stratified_split
 from project.data.transforms import (
     Augmentation,
@@ -67,10 +72,14 @@ class ImageDataModule(LightningDataModule):
         split_seed: int = 42,
         batch_size: int = 64,
         num_workers: int | None = None,
-        cache_images: bool = False,
+        cache_images: CacheOption = "auto",
+        preprocessing: str | None = None,
+        eval_crop: bool | None = None,
         pin_memory: bool | None = None,
         skip_invalid: bool = False,
         allow_paths_outside_root: bool = False,
+        sampler: Literal["shuffle", "weighted"] = "shuffle",
+        split_file: str | None = None,
     ):
         """
         Args:
@@ -87,12 +96,24 @@ class ImageDataModule(LightningDataModule):
             split_seed: seed of the train/val/test split (independent of the training seed).
             batch_size: images per batch.
             num_workers: DataLoader worker processes; null for min(4, CPU cores - 1).
-            cache_images: decode every image once into memory (for datasets that fit in RAM).
+            cache_images: decode every image once into memory, at about twice image_size
+                (project/data/cache.py). auto: only when the estimate fits the memory budget
+                (a quarter of the available memory); true: an error when it does not; false: never.
+            preprocessing: torchvision weights whose own preprocessing to use, e.g.
+                ResNet18_Weights.IMAGENET1K_V1 (``weights.transforms()``: mean, std and the
+                resize/crop ratio they were trained with); data.mean and data.std, when set, win.
+            eval_crop: evaluate on a center crop after resizing the shorter side (keeps the
+                aspect ratio) instead of squashing to a square; null: for augmentation natural.
             pin_memory: page-locked batches for faster GPU copies; null: when CUDA is available.
             skip_invalid: decode every file once when the data is scanned and leave out the
                 unreadable ones, with one warning that counts and names them (default: the
                 first unreadable file is an error; ``python -m project check`` lists them all).
             allow_paths_outside_root: let CSV rows use absolute paths or ``..`` out of ``root``.
+            sampler: shuffle (every image once per epoch) or weighted (images drawn with
+                probability 1 / their class's count: classes equally often; for skewed data,
+                project/data/sampling.py).
+            split_file: a splits.csv saved by an earlier run: reuse its train/val/test files
+                exactly (an error names any file added, missing or moved since).
         """
         super().__init__()
         if (mean is None) != (std is None):
@@ -102,6 +123,7 @@ class ImageDataModule(LightningDataModule):
         self._class_names: list[str] = []
         self._mean_std: tuple[list[float], list[float]] | None = None
         self._untransformed: dict[str, ImageDataset] = {}  # per split, decoded once if cached
+        self._cache_plan: CachePlan | None = None  # decided once, for all splits together
         self.datasets: dict[str, torch.utils.data.Dataset] = {}  # what the loaders serve
         self.batch_augment: BatchRandomAffine | None = None  # set by setup("fit") for "digits"
 
@@ -151,6 +173,8 @@ class ImageDataModule(LightningDataModule):
                 split: [by_split["all"][i] for i in indices]
                 for split, indices in zip(SPLITS, split_indices, strict=True)
             }
+        if hp.split_file is not None:  # the recorded split, checked against today's files
+            by_split = apply_split_file(Path(hp.split_file), by_split, root, names)
         self._samples, self._class_names = by_split, names
 
     @staticmethod
@@ -186,6 +210,21 @@ class ImageDataModule(LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Images per class in ``split`` (model.class_weights: auto, the data check)."""
+        self._scan()
+        return class_counts([label for _, label in self._samples[split]], self.num_classes)
+
+    def split_record(self) -> dict:
+        """What a checkpoint stores about the split: SHA-256 of the file lists, and their count."""
+        self._scan()
+        return split_hash(split_rows(self._samples, self.root, self._class_names))
+
+    def write_split_file(self, folder: Path) -> Path:
+        """splits.csv (split, path, label) in the run's log folder (project/data/split_file.py)."""
+        self._scan()
+        return write_split_file(folder, split_rows(self._samples, self.root, self._class_names))
+
     def inference_settings(self) -> dict:
         """What a deployed model needs to prepare an image and name its prediction.
 
@@ -205,6 +244,10 @@ class ImageDataModule(LightningDataModule):
         """(mean, std): the configured values, else measured on (up to 2000) training images."""
         if self.hparams.mean is not None:
             return list(self.hparams.mean), list(self.hparams.std)
+        weights = self.preprocessing_weights()
+        if weights is not None:  # the statistics the pretrained weights were trained with
+            preset = weights.transforms()
+            return list(preset.mean), list(preset.std)
         if self._mean_std is None:
             train = self._labeled("train")
             generator = torch.Generator().manual_seed(self.hparams.split_seed)
@@ -214,6 +257,32 @@ class ImageDataModule(LightningDataModule):
             self._mean_std = channel_mean_std(to_size(train.read(i)) for i in order.tolist())
         return self._mean_std
 
+    def preprocessing_weights(self):
+        """The torchvision weights named by ``preprocessing`` (None when not set)."""
+        if self.hparams.preprocessing is None:
+            return None
+        from torchvision.models import get_weight  # only needed when preprocessing is set
+
+        try:
+            return get_weight(self.hparams.preprocessing)
+        except (KeyError, ValueError, AttributeError):
+            raise DataError(
+                f"data.preprocessing {self.hparams.preprocessing!r}: not a torchvision weights "
+                "name (e.g. ResNet18_Weights.IMAGENET1K_V1)"
+            ) from None
+
+    def eval_crop_ratio(self) -> float | None:
+        """Resize-then-crop ratio for evaluation (None: squash): the weights' own, else 256/224."""
+        crop = self.hparams.eval_crop
+        photos = self.hparams.augmentation in ("natural", "trivialaugment", "randaugment")
+        if not (crop or (crop is None and photos)):
+            return None
+        weights = self.preprocessing_weights()
+        if weights is None:
+            return 256 / 224
+        preset = weights.transforms()
+        return preset.resize_size[0] / preset.crop_size[0]
+
     def _labeled(self, split: str) -> ImageDataset:
         """The untransformed dataset of one split (decoded into memory if cache_images)."""
         self._scan()
@@ -221,18 +290,38 @@ class ImageDataModule(LightningDataModule):
             if split not in self._samples:
                 raise DataError(f"{self.root}: no {split}/ folder, so there is no {split} split")
             dataset = ImageDataset(self._samples[split], self._class_names)
+            plan = self.cache_plan()
             self._untransformed[split] = (
-                dataset.decode_all() if self.hparams.cache_images else dataset
+                dataset.decode_all(plan.shrink()) if plan.enabled else dataset
             )
         return self._untransformed[split]
+
+    def cache_plan(self) -> CachePlan:
+        """Whether the decoded images are kept in memory (cache_images), decided once for the
+        files of every split before any is decoded; says so in one line (process 0 only)."""
+        if self._cache_plan is None:
+            self._scan()
+            paths = [path for samples in self._samples.values() for path, _ in samples]
+            option = self.hparams.cache_images
+            self._cache_plan = plan_cache(option, paths, self.hparams.image_size)
+            if option == "auto":
+                rank_zero_info(self._cache_plan.message)
+        return self._cache_plan
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         mean, std = self.normalization()
-        evaluate = eval_transform(hp.image_size, mean, std)
+        evaluate = eval_transform(hp.image_size, mean, std, self.eval_crop_ratio())
         if stage in ("fit", None):
             augment = train_transform(hp.image_size, mean, std, hp.augmentation)
             self.datasets["train"] = self._labeled("train").with_transform(augment)
+            trainer = self.trainer  # a run with a logger has a run folder: the split goes there
+            if trainer is not None and trainer.logger is not None:
+                # trainer.log_dir is a broadcast under DDP: every process must ask, or process 0
+                # waits forever in it (only process 0 writes).
+                log_dir = trainer.log_dir  # None under fast_dev_run (a dummy logger)
+                if log_dir is not None and trainer.is_global_zero:
+                    self.write_split_file(Path(log_dir))  # the manual loop: RunLog does it
             if hp.augmentation == "digits":  # per batch, on the device: see augment_batch
                 black = [(0.0 - m) / s for m, s in zip(mean, std, strict=True)]
                 self.batch_augment = BatchRandomAffine(fill=black)
@@ -265,10 +354,15 @@ class ImageDataModule(LightningDataModule):
         workers = default_num_workers() if hp.num_workers is None else hp.num_workers
         pin = torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory
         dataset = self.datasets[split]
+        sampler = None
+        if train and hp.sampler == "weighted":  # classes drawn equally often, DDP-correct
+            labels = [label for _, label in self._samples["train"]]
+            sampler = ClassBalancedSampler(labels, seed=torch.initial_seed() % 2**31)
         return DataLoader(
             dataset,
             batch_size=hp.batch_size,
-            shuffle=train,  # only training sees a new order each epoch
+            shuffle=train and sampler is None,  # only training sees a new order each epoch
+            sampler=sampler,
             # A last batch of 1 image breaks BatchNorm in training; evaluation keeps every image.
             drop_last=train and len(dataset) > hp.batch_size,
             num_workers=workers,

@@ -1,12 +1,15 @@
 """Train and eval transform presets (torchvision.transforms.v2) on uint8 image tensors.
 
-Eval: resize to a square ``image_size``, scale to float in [0, 1], normalize.
+Eval: resize to a square ``image_size`` (or, for photos, the shorter side then a center crop),
+scale to float in [0, 1], normalize.
 Train: the same plus augmentation that suits the data:
   - "digits":  small random rotation, shift and zoom, one per image, applied to the whole batch
     at once on the training device (``BatchRandomAffine``, called by the DataModule after the
     batch is moved). No horizontal flip: a flipped 2 is no 2.
   - "natural": random resized crop, horizontal flip, colour jitter (photos of objects), per image
     in the DataLoader.
+  - "trivialaugment", "randaugment": the "natural" crop and flip, then torchvision's
+    TrivialAugmentWide or RandAugment policy (random colour / geometry operations), per image.
   - "none":    no augmentation.
 
 Why "digits" is per batch: per image, torchvision's RandomAffine cost about 0.3 ms an image on
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-Augmentation = Literal["digits", "natural", "none"]
+Augmentation = Literal["digits", "natural", "trivialaugment", "randaugment", "none"]
 
 
 def resize(image_size: int) -> v2.Resize:
@@ -53,8 +56,17 @@ def to_normalized_float(mean: Sequence[float], std: Sequence[float]) -> list[nn.
     return [ToNormalizedFloat(mean, std)]
 
 
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    return v2.Compose([resize(image_size), *to_normalized_float(mean, std)])
+def eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], crop_ratio: float | None = None
+) -> v2.Compose:
+    """crop_ratio None: squash to a square. Else keep the aspect ratio as torchvision's weights'
+    own preprocessing does: shorter side to image_size x crop_ratio (256/224), center crop."""
+    if crop_ratio is None:
+        size = [resize(image_size)]
+    else:
+        shorter_side = round(image_size * crop_ratio)
+        size = [v2.Resize(shorter_side, antialias=True), v2.CenterCrop(image_size)]
+    return v2.Compose([*size, *to_normalized_float(mean, std)])
 
 
 def train_transform(
@@ -67,6 +79,14 @@ def train_transform(
             v2.RandomResizedCrop((image_size, image_size), scale=(0.5, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+        ]
+    elif augmentation in ("trivialaugment", "randaugment"):  # photos: crop, flip, then a policy
+        # (torchvision's reference recipe; the policies act on uint8 images, before normalizing)
+        policy = v2.TrivialAugmentWide() if augmentation == "trivialaugment" else v2.RandAugment()
+        augment = [
+            v2.RandomResizedCrop((image_size, image_size), scale=(0.5, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            policy,
         ]
     elif augmentation == "none":
         augment = [resize(image_size)]

@@ -22,6 +22,9 @@ from project.manual.settings import (
     seed_everything,
 )
 from project.manual.signals import stop_requests
+from project.metrics import EvaluationMetrics
+from project.monitoring import top_losses_image
+from project.reports import report_folder, write_report
 
 
 def plain_config(config) -> dict:
@@ -55,9 +58,19 @@ def run(args: list[str] | None = None):
     data.setup(config.stage)
     loader = data.val_dataloader() if split == "val" else data.test_dataloader()
     network = classifier.network.to(settings.device)
+    classifier.use_class_counts(data.class_counts())  # class_weights: auto weighs the loss
     metrics = evaluate(network, loader, classifier, settings)
     print(f"{split}/loss {metrics['loss']:.4f}  {split}/acc {metrics['acc']:.4f}")
-    return {f"{split}/loss": metrics["loss"], f"{split}/acc": metrics["acc"]}
+    scalars = EvaluationMetrics.scalars(metrics["per_class"], split)
+    if split == "test" and distributed.rank() == 0:  # the same report as python -m project test
+        folder = report_folder(config.ckpt_path, settings.log_root)
+        worst = top_losses_image(metrics["top_losses"], data.class_names, *data.normalization())
+        write_report(folder, metrics["per_class"], data.class_names, worst)
+    return {
+        f"{split}/loss": metrics["loss"],
+        f"{split}/acc": metrics["acc"],
+        **{name: float(value) for name, value in scalars.items()},
+    }
 
 
 def main(args: list[str] | None = None) -> None:

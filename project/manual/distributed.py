@@ -55,7 +55,9 @@ def shard(loader: DataLoader, shuffle: bool, seed: int = 0) -> DataLoader:
     you, use_distributed_sampler=True). Call ``loader.sampler.set_epoch(epoch)`` every epoch."""
     if not dist.is_initialized():
         return loader
-    sampler = DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed)
+    sampler = loader.sampler  # already per process: data.sampler weighted (data/sampling.py)
+    if not isinstance(sampler, DistributedSampler):
+        sampler = DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed)
     return DataLoader(
         loader.dataset,
         batch_size=loader.batch_size,
@@ -65,6 +67,12 @@ def shard(loader: DataLoader, shuffle: bool, seed: int = 0) -> DataLoader:
         persistent_workers=loader.persistent_workers,
         pin_memory=loader.pin_memory,
     )
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """A new shuffle every epoch, the same on every process (Lightning does this for you)."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
 
 
 def wrap(network: nn.Module, device: torch.device) -> nn.Module:
@@ -109,3 +117,17 @@ class NoWriter:
 
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
+
+
+def broadcast_buffers(network: nn.Module) -> None:
+    """Give every process process 0's buffers (BatchNorm running statistics).
+
+    DDP broadcasts them at the start of each forward it runs, so after the last training batch
+    every process still holds the statistics of its own batch. Lightning validates through the
+    DDP wrapper, whose forward broadcasts process 0's first; a loop that validates with the plain
+    network calls this before validating, so that every process evaluates the same model.
+    """
+    if not dist.is_initialized():
+        return
+    for buffer in network.buffers():
+        dist.broadcast(buffer.data, src=0)

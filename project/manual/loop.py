@@ -33,8 +33,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
+from project.augment import hard_labels
 from project.checkpoints import restore_rng_states, rng_states
 from project.classifier import ImageClassifier, prepare_network
 from project.data.datamodule import ImageDataModule
@@ -47,7 +48,8 @@ from project.manual.run_log import RunLog
 from project.manual.run_state import History, RunState, checkpoint_identity, read_resume_checkpoint
 from project.manual.settings import LoopSettings
 from project.manual.signals import StopRequest, TrainingInterrupted
-from project.monitoring import GRID_IMAGES
+from project.metrics import EvaluationMetrics
+from project.monitoring import GRID_IMAGES, TopLosses, class_example_indices, predict_examples
 from project.steps import check_finite, forward
 
 
@@ -81,7 +83,19 @@ def train_one_epoch(
     network, optimizer, scaler = state.network, state.optimizer, state.scaler
     network.train()  # dropout on, BatchNorm learns batch statistics (Lightning: model.train())
     epoch_start_rng = rng_states()  # a mid-epoch checkpoint replays the data order from here
-    loss_sum, correct, seen = resume_at.train_sums if resume_at else (0.0, 0, 0)
+    # The epoch's sums stay on the device: adding to them reads nothing back (on a GPU, a read
+    # waits for the GPU). They, and the step losses, are read once, at the end of the epoch.
+    start = resume_at.train_sums if resume_at else (0.0, 0, 0)
+    exact = torch.float32 if settings.device.type == "mps" else torch.float64  # MPS: no float64
+    loss_sum = torch.tensor(start[0], dtype=exact, device=settings.device)
+    correct = torch.tensor(start[1], device=settings.device)
+    seen, step_losses = start[2], []
+
+    def read_sums() -> tuple[float, int, int]:
+        state.history.step_losses.extend(torch.stack(step_losses).tolist() if step_losses else [])
+        step_losses.clear()
+        return loss_sum.item(), int(correct.item()), seen
+
     skip, stop_rng = (resume_at.batches_done, resume_at.stop_rng) if resume_at else (0, None)
 
     for batch_index, (images, labels) in replay.batches(loader, skip, stop_rng):
@@ -89,13 +103,15 @@ def train_one_epoch(
         images = images.to(settings.device, non_blocking=True)
         labels = labels.to(settings.device, non_blocking=True)
         images = data.augment_batch(images)  # on the device (Lightning: on_after_batch_transfer)
+        images, targets = classifier.mix(images, labels)  # MixUp / CutMix, when configured
+        labels = hard_labels(targets)  # for accuracy (the labels themselves when not mixed)
         learning_rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
 
         # ---- Lightning: training_step, and the optimizer closure around it
         optimizer.zero_grad(set_to_none=True)  # forget the last batch's gradients (None: no memset)
         with autocast(settings):  # mixed precision (Lightning: the precision plugin)
             logits = forward(model, images, classifier.hparams.channels_last)
-            loss = classifier.loss(logits, labels)
+            loss = classifier.loss(logits, targets)
         check_finite(loss, state.epoch, state.global_step, distributed.any_process)  # NaN: stop
         scaler.scale(loss).backward()  # gradients (scaled only under float16)
         clip_gradients(network, optimizer, scaler, settings)  # Lightning: gradient_clip_val
@@ -105,23 +121,25 @@ def train_one_epoch(
             state.scheduler.step()  # per-batch schedules (Lightning: interval "step")
 
         # ---- Lightning: self.log(...) and the logger
-        loss_value = loss.item()
+        loss_value = loss.detach()  # a device tensor: the logger reads it every n steps only
         log.step(state.global_step, loss_value, learning_rates)
         state.global_step += 1
-        state.history.step_losses.append(loss_value)
+        step_losses.append(loss_value)
         state.history.step_lrs.append(learning_rates)
-        loss_sum += loss_value * len(labels)
-        correct += (logits.argmax(dim=1) == labels).sum().item()
+        loss_sum += loss_value.to(exact) * len(labels)  # float64: the sum a Python float made
+        correct += (logits.detach().argmax(dim=1) == labels).sum()
         seen += len(labels)
 
         # SIGTERM or Ctrl-C during this step, in any process: all stop after the same step.
         if distributed.any_process(bool(stop_request)):
-            return (loss_sum, correct, seen), MidEpoch(
-                batch_index + 1, (loss_sum, correct, seen), epoch_start_rng
-            )
+            sums = read_sums()
+            return sums, MidEpoch(batch_index + 1, sums, epoch_start_rng)
         if reached_max_steps(state, settings):
             break
-    return (loss_sum, correct, seen), None
+    # Several processes: each holds BatchNorm statistics of its own last batch; all take process
+    # 0's, so they validate the same model (Lightning: its validation forward through DDP does it).
+    distributed.broadcast_buffers(network)
+    return read_sums(), None
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -140,6 +158,8 @@ def evaluate(
     classes = classifier.hparams.num_classes
     total_loss, correct, seen = 0.0, 0, 0
     counts = torch.zeros(classes, classes, dtype=torch.long)
+    per_class = EvaluationMetrics(classes).to(settings.device)  # the same code as Lightning's
+    top_losses = TopLosses()  # the most confidently wrong images (val/top_losses, the report)
     first_batch = None
     with torch.no_grad():  # no graph is kept: less memory, faster (Lightning: inference_mode)
         for batch_index, (images, labels) in enumerate(loader):
@@ -156,6 +176,8 @@ def evaluate(
             correct += (predicted == labels).sum().item()
             seen += len(labels)
             counts += confusion_matrix(predicted.cpu(), labels.cpu(), classes)
+            per_class.update(logits, labels)
+            top_losses.update(images, logits, labels)
             if first_batch is None:
                 first_batch = tuple(t[:GRID_IMAGES].cpu() for t in (images, predicted, labels))
     # Several processes: each saw its share; the metrics are over all of them (Lightning:
@@ -168,6 +190,8 @@ def evaluate(
         "acc": correct / max(seen, 1),
         "confusion": counts.long(),
         "first_batch": first_batch,
+        "per_class": per_class.compute(),  # over every process (torchmetrics syncs)
+        "top_losses": top_losses.result(),  # this process's
     }
 
 
@@ -192,6 +216,7 @@ def fit(
         torch.use_deterministic_algorithms(True)  # Lightning: Trainer(deterministic=True)
     data.prepare_data()  # Lightning calls prepare_data() and setup("fit") on the DataModule
     data.setup("fit")
+    classifier.use_class_counts(data.class_counts())  # class_weights: auto (Lightning: setup)
     # Several processes: each gets its share of every epoch, shuffled with the same seed.
     train_loader = distributed.shard(data.train_dataloader(), True, torch.initial_seed() % 2**31)
     val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
@@ -224,8 +249,7 @@ def fit(
                 stop_reason = "max_steps"
                 break
             started = time.perf_counter()
-            if isinstance(train_loader.sampler, DistributedSampler):
-                train_loader.sampler.set_epoch(state.epoch)  # a new shuffle, same on every process
+            distributed.set_epoch(train_loader, state.epoch)  # a new shuffle, same everywhere
             log.say(classifier.prepare_epoch(state.epoch))  # Lightning: on_train_epoch_start
             # DDP registers the trainable parameters when it wraps: wrap at every epoch's start,
             # so a backbone unfrozen by prepare_epoch is synchronized too.
@@ -241,6 +265,8 @@ def fit(
                 scheduler.step()  # per-epoch schedules (Lightning: lr_scheduler interval "epoch")
             # ---- validation, then the callbacks (Lightning: validation_step, on_validation_end)
             val = evaluate(network, val_loader, classifier, settings)
+            if settings.validation_figures and log.main_process:  # every class in val/predictions
+                val["examples"] = class_examples(network, data, classifier, settings)
             metrics = epoch_metrics(sums, val, started)
             state.epoch += 1
             state.history.epochs.append(metrics)
@@ -270,8 +296,20 @@ def epoch_metrics(train_sums: tuple[float, int, int], val: dict, started: float)
         "train/acc": correct / max(seen, 1),
         "val/loss": val["loss"],
         "val/acc": val["acc"],
+        **{k: float(v) for k, v in EvaluationMetrics.scalars(val["per_class"], "val").items()},
         "time/epoch_seconds": time.perf_counter() - started,
     }
+
+
+def class_examples(network, data: ImageDataModule, classifier, settings: LoopSettings) -> tuple:
+    """The first validation images of every class with the model's predictions (Lightning: the
+    ValidationFigures callback does the same with project/monitoring.py's functions)."""
+    dataset = data.datasets["val"]
+    indices = class_example_indices([label for _, label in dataset.samples])
+    channels_last = classifier.hparams.channels_last
+    return predict_examples(
+        lambda images: forward(network, images, channels_last), dataset, indices, settings.device
+    )
 
 
 def reached_max_steps(state: RunState, settings: LoopSettings) -> bool:

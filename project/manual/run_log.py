@@ -50,6 +50,8 @@ class RunLog:
         distributed.barrier()  # every process has named the folder before process 0 creates it
         self.writer = SummaryWriter(self.dir) if self.main_process else distributed.NoWriter()
         self.say(f"logging to {self.dir}")
+        if self.main_process:  # which file went where: splits.csv (project/data/split_file.py)
+            data.write_split_file(self.dir)
         if settings.hyperparameters and self.main_process:  # HyperparametersWithMetrics
             params = hyperparameters(dict(classifier.hparams), dict(data.hparams), type(classifier))
             write_hyperparameters(self.writer, params, {name: 0.0 for name in FINAL_METRICS})
@@ -69,13 +71,15 @@ class RunLog:
 
     def epoch(self, epoch: int, step: int, metrics: dict[str, float], val: dict) -> None:
         """After validation: the epoch's scalars, figures and console line."""
-        for tag in EPOCH_TAGS:
+        per_class = [tag for tag in metrics if tag.startswith("val/") and tag not in EPOCH_TAGS]
+        for tag in (*EPOCH_TAGS, *per_class):  # per_class: val/f1_macro, ... (project/metrics.py)
             self.writer.add_scalar(tag, metrics[tag], step)
         self.writer.add_scalar("epoch", epoch, step)
-        if self.settings.validation_figures:  # Lightning: the ValidationFigures callback
+        # Lightning: the ValidationFigures callback. Process 0 only: it alone drew the examples.
+        if self.settings.validation_figures and self.main_process:
             write_validation_figures(
-                self.writer, step, val["confusion"], val["first_batch"],
-                self.data.class_names, *self.data.normalization(),
+                self.writer, step, val["confusion"], val["examples"],
+                self.data.class_names, *self.data.normalization(), val["top_losses"],
             )  # fmt: skip
         self.say(
             f"epoch {epoch:3d}  train/loss {metrics['train/loss']:.4f}  "

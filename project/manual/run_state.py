@@ -116,6 +116,7 @@ def checkpoint_identity(classifier, data, config: dict | None) -> dict:
         # Lightning's loader reads this key to decide on format migrations.
         "pytorch-lightning_version": lightning.__version__,
         "inference": data.inference_settings(),  # class names, image size, normalization
+        "data_split": data.split_record(),  # which files trained (project/data/split_file.py)
         "config": config or {},
     }
 

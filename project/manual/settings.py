@@ -178,6 +178,12 @@ def loop_settings(config: Namespace) -> LoopSettings:
                 f"trainer.{option}={trainer.get(option)!r}: not implemented by the manual loop "
                 f"(remove it, or use python -m project)"
             )
+    for averaging in ("EMAWeightAveraging", "WeightAveraging", "StochasticWeightAveraging"):
+        if _callbacks(trainer, averaging):  # Lightning swaps the averaged weights in; we do not
+            raise ConfigError(
+                f"trainer.callbacks {averaging}: weight averaging (EMA) is not implemented by the "
+                "manual loop (remove it, or use python -m project)"
+            )
     if str(trainer.devices) not in ("1", "auto"):
         raise ConfigError(f"trainer.devices={trainer.devices!r}: the manual loop uses one device")
 
