@@ -124,6 +124,7 @@ class ImageDataModule(LightningDataModule):
         self._mean_std: tuple[list[float], list[float]] | None = None
         self._untransformed: dict[str, ImageDataset] = {}  # per split, decoded once if cached
         self._cache_plan: CachePlan | None = None  # decided once, for all splits together
+        self._split_rows_cache: tuple[list, dict] | None = None  # rows + hash (_split_rows)
         self.datasets: dict[str, torch.utils.data.Dataset] = {}  # what the loaders serve
         self.batch_augment: BatchRandomAffine | None = None  # set by setup("fit") for "digits"
 
@@ -215,15 +216,22 @@ class ImageDataModule(LightningDataModule):
         self._scan()
         return class_counts([label for _, label in self._samples[split]], self.num_classes)
 
+    def _split_rows(self) -> list:
+        """(split, path, label) of every sample: made once, as the split itself is (every
+        checkpoint stores its hash, so it is not rebuilt and re-sorted per save)."""
+        if self._split_rows_cache is None:
+            self._scan()
+            rows = split_rows(self._samples, self.root, self._class_names)
+            self._split_rows_cache = (rows, split_hash(rows))
+        return self._split_rows_cache
+
     def split_record(self) -> dict:
         """What a checkpoint stores about the split: SHA-256 of the file lists, and their count."""
-        self._scan()
-        return split_hash(split_rows(self._samples, self.root, self._class_names))
+        return self._split_rows()[1]
 
     def write_split_file(self, folder: Path) -> Path:
         """splits.csv (split, path, label) in the run's log folder (project/data/split_file.py)."""
-        self._scan()
-        return write_split_file(folder, split_rows(self._samples, self.root, self._class_names))
+        return write_split_file(folder, self._split_rows()[0])
 
     def inference_settings(self) -> dict:
         """What a deployed model needs to prepare an image and name its prediction.

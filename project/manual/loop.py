@@ -39,7 +39,6 @@ from project.augment import hard_labels
 from project.checkpoints import restore_rng_states, rng_states
 from project.classifier import ImageClassifier, prepare_network
 from project.data.datamodule import ImageDataModule
-from project.figures import confusion_matrix
 from project.manual import distributed, replay
 from project.manual.callbacks import BestCheckpoint, EarlyStopping, LatestCheckpoint
 from project.manual.optimization import autocast, clip_gradients, configure_optimizers, grad_scaler
@@ -49,7 +48,7 @@ from project.manual.run_state import History, RunState, checkpoint_identity, rea
 from project.manual.settings import LoopSettings
 from project.manual.signals import StopRequest, TrainingInterrupted
 from project.metrics import EvaluationMetrics
-from project.monitoring import GRID_IMAGES, TopLosses, class_example_indices, predict_examples
+from project.monitoring import TopLosses, class_example_indices, predict_examples
 from project.steps import check_finite, forward
 
 
@@ -153,14 +152,12 @@ def evaluate(
     max_batches: int | None = None,
 ) -> dict:
     """Mean loss and accuracy over ``loader`` (Lightning: the validation/test loop), with the
-    confusion matrix and the first batch's (images, predicted, labels) for the pictures."""
+    per-class metrics (their confusion matrix draws val/confusion_matrix) and the top losses."""
     network.eval()  # dropout off, BatchNorm uses its running statistics (Lightning: model.eval())
     classes = classifier.hparams.num_classes
     total_loss, correct, seen = 0.0, 0, 0
-    counts = torch.zeros(classes, classes, dtype=torch.long)
     per_class = EvaluationMetrics(classes).to(settings.device)  # the same code as Lightning's
     top_losses = TopLosses()  # the most confidently wrong images (val/top_losses, the report)
-    first_batch = None
     with torch.no_grad():  # no graph is kept: less memory, faster (Lightning: inference_mode)
         for batch_index, (images, labels) in enumerate(loader):
             if max_batches is not None and batch_index >= max_batches:
@@ -175,22 +172,17 @@ def evaluate(
             predicted = logits.argmax(dim=1)
             correct += (predicted == labels).sum().item()
             seen += len(labels)
-            counts += confusion_matrix(predicted.cpu(), labels.cpu(), classes)
-            per_class.update(logits, labels)
+            per_class.update(logits, labels)  # also counts the confusion matrix, on the device
             top_losses.update(images, logits, labels)
-            if first_batch is None:
-                first_batch = tuple(t[:GRID_IMAGES].cpu() for t in (images, predicted, labels))
     # Several processes: each saw its share; the metrics are over all of them (Lightning:
     # self.log(..., sync_dist=True) and torchmetrics do this).
-    total_loss, correct, seen, counts = distributed.sum_over_processes(
-        total_loss, correct, seen, counts
-    )
+    total_loss, correct, seen = distributed.sum_over_processes(total_loss, correct, seen)
+    per_class_result = per_class.compute()  # over every process (torchmetrics syncs)
     return {
         "loss": total_loss / max(seen, 1),
         "acc": correct / max(seen, 1),
-        "confusion": counts.long(),
-        "first_batch": first_batch,
-        "per_class": per_class.compute(),  # over every process (torchmetrics syncs)
+        "confusion": per_class_result["confusion"].cpu(),  # rows: true class
+        "per_class": per_class_result,
         "top_losses": top_losses.result(),  # this process's
     }
 
