@@ -23,7 +23,7 @@ transfer: install
 	$(PY) -m project.transfer
 
 # The workshop challenge's data, made once under data/glyphs: rendered glyphs, the pretrained source backbone
-# (data/glyphs/source_resnet18.pth) and the 10-per-digit split (project/transfer/source.py).
+# (data/glyphs/source_resnet18.pth) and the 20-per-digit split (project/transfer/source.py).
 challenge-data: install
 	$(PY) -m project.transfer.source
 

@@ -8,6 +8,8 @@ check's docstring is its title in the runner's output. Optional module attribute
     SLOW = True        the checker trains for real (tests mark it slow)
     MUTANTS = [...]    (old, new, expected words): broken copies of the solution that a check
                        must catch with a message containing the expected words (tests run them)
+    REQUIRES_FILES = {check name: (paths)}: a check that needs files made on request (e.g.
+                       ``make challenge-data``); tests run it where they exist, never on mutants
 
 Run a checker with ``python -m exercises.check N`` (or ``make exercise N=1``).
 """

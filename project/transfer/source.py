@@ -8,7 +8,7 @@ no ``fc``) to data/glyphs/source_resnet18.pth. Any config then loads it like dow
 
     --model.init_args.weights data/glyphs/source_resnet18.pth
 
-It also writes the challenge's data split, data/glyphs/digits/k10_seed0/{train,val}. Each step is
+It also writes the challenge's data split, data/glyphs/digits/k20_seed0/{train,val}. Each step is
 skipped when its output exists, so this runs once per machine.
 """
 
@@ -24,7 +24,7 @@ from project.transfer.glyphs import GLYPHS_ROOT, few_shot_split, write_glyphs
 SOURCE_WEIGHTS = GLYPHS_ROOT / "source_resnet18.pth"
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-CHALLENGE_K, CHALLENGE_SEED = 10, 0
+CHALLENGE_K, CHALLENGE_SEED = 20, 0
 
 
 def train_source(root: Path, weights_file: Path, extra: list[str] | None = None) -> float:

@@ -1,0 +1,290 @@
+"""Checker of exercise 4 (the transfer-learning challenge): ``python -m exercises.check 4``.
+
+The challenge's criteria, each checked on what the learner's functions do:
+
+- the model is torchvision's ResNet18 with a new 10-class ``fc``, and only ``fc`` requires grad;
+- the weights come from the file: a weights file written here with known values (every
+  ``conv1`` weight 0.0123) must show up in the backbone;
+- the optimizer holds the trainable parameters only, and its LR falls per the schedule;
+- one real training epoch on small random images: the forward pass runs under autocast, the LR
+  moves every batch and the scheduler steps after the optimizer, the head learns while every
+  backbone tensor (BatchNorm running statistics included) stays as loaded;
+- ``fit`` keeps the best epoch: with the validation accuracies scripted to 0.5, 0.8, 0.7, the
+  checkpoint file must hold the weights of the second epoch;
+- the real run, ``run_challenge()`` on data/glyphs (``make challenge-data``), ends above 85%.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torchvision.models import ResNet, resnet18
+
+from exercises.checks import Mistake, require
+
+SLOW = True  # the last check trains for real (about 20 s)
+KNOWN = 0.0123  # every conv1 weight in the checker's weights file
+CLASSES = 10
+ROOT = Path(__file__).resolve().parents[2]
+GLYPHS = ROOT / "data" / "glyphs"
+CHALLENGE_DATA, CHALLENGE_WEIGHTS = GLYPHS / "digits" / "k20_seed0", GLYPHS / "source_resnet18.pth"
+TARGET = 0.85
+
+
+def weights_file(folder: str) -> Path:
+    """A ResNet18 backbone file (no fc, like data/glyphs/source_resnet18.pth) with known conv1."""
+    torch.manual_seed(7)
+    state = {
+        k: v for k, v in resnet18(weights=None).state_dict().items() if not k.startswith("fc.")
+    }
+    state["conv1.weight"] = torch.full_like(state["conv1.weight"], KNOWN)
+    path = Path(folder) / "backbone.pth"
+    torch.save(state, path)
+    return path
+
+
+def built(exercise) -> nn.Module:
+    with tempfile.TemporaryDirectory() as folder:
+        model = exercise.build_model(CLASSES, weights_file(folder))
+    require(isinstance(model, ResNet), f"build_model returned a {type(model).__name__}: "
+            "return the ResNet18 itself, from torchvision.models.resnet18")  # fmt: skip
+    return model
+
+
+def frozen_resnet() -> nn.Module:
+    """The checker's own frozen ResNet18 with a new head: the optimizer, epoch and fit checks use
+    it, so each of the learner's functions is checked on its own."""
+    torch.manual_seed(3)
+    model = resnet18(weights=None)
+    model.requires_grad_(False)
+    model.fc = nn.Linear(model.fc.in_features, CLASSES)
+    return model
+
+
+def images(batches: int = 3, size: int = 8, seed: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batches * size, 3, 32, 32, generator=generator)
+    y = torch.randint(0, CLASSES, (batches * size,), generator=generator)
+    return DataLoader(TensorDataset(x, y), batch_size=size)
+
+
+def head_is_the_only_trainable_layer(exercise) -> None:
+    """a new 10-class fc is the only layer that requires grad (the backbone is frozen)"""
+    model = built(exercise)
+    require(
+        isinstance(model.fc, nn.Linear) and model.fc.out_features == CLASSES,
+        f"model.fc has {getattr(model.fc, 'out_features', '?')} outputs, the task has {CLASSES} "
+        "classes: replace it, model.fc = nn.Linear(model.fc.in_features, num_classes)",
+    )
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    require(
+        trainable == ["fc.bias", "fc.weight"],
+        f"{len(trainable)} tensors require grad ({', '.join(trainable[:3])}...), only fc's two "
+        "should: freeze the backbone (requires_grad = False) before adding the new fc",
+    )
+
+
+def loads_the_weights_file(exercise) -> None:
+    """the backbone's weights come from the weights file"""
+    conv1 = built(exercise).conv1.weight
+    require(
+        torch.all(conv1 == KNOWN).item(),
+        "conv1's weights are not the file's: load it, model.load_state_dict(torch.load(file, "
+        "map_location='cpu', weights_only=True), strict=False)",
+    )
+
+
+def lrs_of(optimizer, scheduler, steps: int) -> list[float]:
+    lrs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stepping without gradients: nothing changes
+        for _ in range(steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+    return lrs
+
+
+def optimizer_and_schedule(exercise) -> None:
+    """the optimizer holds the head only, and the LR falls per the schedule"""
+    model = frozen_resnet()
+    optimizer, scheduler = exercise.make_optimizer(model, 4, 5)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    require(
+        held == {id(model.fc.weight), id(model.fc.bias)},
+        f"the optimizer holds {len(held)} tensors: give it the trainable ones only, "
+        "[p for p in model.parameters() if p.requires_grad]",
+    )
+    lrs = lrs_of(optimizer, scheduler, 20)
+    peak = lrs.index(max(lrs))
+    require(
+        lrs[-1] < max(lrs) / 2,
+        f"the LR went from {lrs[0]:.3g} to {lrs[-1]:.3g} over 20 steps: no schedule; use e.g. "
+        "OneCycleLR(optimizer, max_lr, total_steps=epochs * steps_per_epoch)",
+    )
+    require(
+        all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False)),
+        "after its peak the LR rises again: a schedule of epochs * steps_per_epoch steps "
+        "should anneal to the end",
+    )
+
+
+def backbone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+
+
+def training_epoch(exercise) -> None:
+    """an epoch runs under autocast, steps the schedule per batch and trains the head alone"""
+    model = frozen_resnet()
+    before, head = backbone_state(model), model.fc.weight.detach().clone()
+    optimizer = torch.optim.AdamW(model.fc.parameters(), lr=0.01)  # the checker's own
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=6)
+    seen = {"autocast": [], "lrs": []}
+    model.fc.register_forward_hook(
+        lambda *_: seen["autocast"].append(torch.is_autocast_enabled("cpu"))
+    )
+    optimizer.register_step_pre_hook(lambda *_: seen["lrs"].append(optimizer.param_groups[0]["lr"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exercise.train_one_epoch(model, images(), optimizer, scheduler, torch.device("cpu"))
+    require(seen["autocast"], "train_one_epoch never called the model")
+    require(
+        all(seen["autocast"]),
+        "the forward pass ran without autocast, so no mixed precision: wrap the model call and "
+        "the loss in with torch.autocast(device.type, dtype=torch.bfloat16):",
+    )
+    require(
+        not any("lr_scheduler.step()` before `optimizer.step()" in str(w.message) for w in caught),
+        "scheduler.step() ran before optimizer.step(): the first LR of the schedule is skipped; "
+        "step the optimizer first",
+    )
+    require(
+        len(set(seen["lrs"])) == len(seen["lrs"]) == 3,
+        f"the LR of the 3 steps was {seen['lrs']}: call scheduler.step() once per batch, after "
+        "optimizer.step()",
+    )
+    require(not torch.equal(head, model.fc.weight), "an epoch left the head unchanged")
+    changed = [k for k, v in backbone_state(model).items() if not torch.equal(before[k], v)]
+    stats = [k for k in changed if "running_" in k or "num_batches" in k]
+    if stats:
+        raise Mistake(
+            f"the frozen backbone changed: {stats[0]} (and {len(stats) - 1} more) moved, "
+            "BatchNorm updates its statistics in train mode; use model.eval(), then "
+            "model.fc.train()"
+        )
+    require(not changed, f"the frozen backbone's {changed[:2]} changed during training")
+
+
+def keeps_the_best_epoch(exercise) -> None:
+    """fit keeps the weights of the epoch with the best validation accuracy"""
+    model = frozen_resnet()
+    scripted, snapshots = iter([0.5, 0.8, 0.7]), []
+
+    def evaluate(model, loader, device):
+        snapshots.append(model.fc.weight.detach().clone())
+        return 1.0, next(scripted)
+
+    real_evaluate, exercise.evaluate = exercise.evaluate, evaluate
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "best" / "best.pt"
+            best = exercise.fit(model, images(), images(1), 3, path, torch.device("cpu"))
+            require(
+                path.is_file(), f"fit wrote no checkpoint at the path it was given ({path.name})"
+            )
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    finally:
+        exercise.evaluate = real_evaluate
+    require(
+        len(snapshots) == 3, f"fit validated {len(snapshots)} times in 3 epochs: once per epoch"
+    )
+    weights = [v for k, v in _tensors(saved) if k.endswith("fc.weight")]
+    require(weights, "the checkpoint holds no fc.weight: save model.state_dict()")
+    require(
+        torch.equal(weights[0], snapshots[1]),
+        "with validation accuracies 0.5, 0.8, 0.7 the checkpoint should hold epoch 2's weights "
+        "(0.8), it holds another epoch's: save only when the accuracy beats the best so far",
+    )
+    require(best == 0.8, f"fit returned {best!r}; the best validation accuracy was 0.8")
+
+
+def _tensors(value, prefix=""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{prefix}{key}.")
+    elif isinstance(value, torch.Tensor):
+        yield prefix.rstrip("."), value
+
+
+def reaches_85_percent(exercise) -> None:
+    """the real run reaches more than 85% validation accuracy on the offline challenge data"""
+    for needed in (CHALLENGE_WEIGHTS, CHALLENGE_DATA):
+        require(needed.exists(), f"{needed} is missing: run `make challenge-data` once (~3 min)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # a real training run: every core
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            best = exercise.run_challenge(
+                CHALLENGE_DATA, CHALLENGE_WEIGHTS, Path(folder) / "best.pt"
+            )
+    finally:
+        torch.set_num_threads(threads)
+    require(
+        best > TARGET,
+        f"best validation accuracy {best:.4f}, the challenge asks for more than {TARGET}: check "
+        "the normalization (MEAN, STD), the LR and the number of epochs",
+    )
+
+
+# Checks that need files the project makes on request: tests run them only where they exist.
+REQUIRES_FILES = {"reaches_85_percent": (CHALLENGE_WEIGHTS, CHALLENGE_DATA)}
+
+CHECKS = [
+    head_is_the_only_trainable_layer,
+    loads_the_weights_file,
+    optimizer_and_schedule,
+    training_epoch,
+    keeps_the_best_epoch,
+    reaches_85_percent,
+]
+
+# (old text of the solution, its broken replacement, words of the message that must catch it)
+MUTANTS = [
+    ("        parameter.requires_grad = False  # freeze", "        pass  #", "only fc's two"),
+    ("    model.fc = nn.Linear(", "    model.fc2 = nn.Linear(", "model.fc has 1000 outputs"),
+    (
+        "    missing, unexpected = model.load_state_dict(state, strict=False)\n"
+        '    assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected, '
+        "(missing, unexpected)\n",
+        "",
+        "conv1's weights are not the file's",
+    ),  # fmt: skip
+    (
+        "    trainable = [p for p in model.parameters() if p.requires_grad]  # the head only\n",
+        "    trainable = list(model.parameters())\n",
+        "give it the trainable ones only",
+    ),  # fmt: skip
+    (
+        "        scheduler.step()  # after",
+        "        pass  #",
+        "call scheduler.step() once per batch",
+    ),
+    (
+        "        scaler.step(optimizer)\n        scaler.update()\n        scheduler.step()",
+        "        scheduler.step()\n        scaler.step(optimizer)\n        scaler.update()",
+        "scheduler.step() ran before optimizer.step()",
+    ),  # fmt: skip
+    (
+        "        with torch.autocast(device.type, dtype=dtype):",
+        "        if True:",
+        "without autocast",
+    ),
+    ("    model.eval()  # a frozen backbone", "    model.train()  #", "BatchNorm updates"),
+    ("        if accuracy > best:", "        if True:", "it holds another epoch's"),
+]
