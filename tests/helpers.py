@@ -170,3 +170,19 @@ def wait_for_exit(process: subprocess.Popen, log: Path, timeout: float = BOUND_S
         pytest.fail(
             f"still running {timeout:.0f} s after it was told to stop:\n{tail(log.read_text())}"
         )
+
+
+def small_resnet_args(root: Path, log_dir: Path, *extra: str) -> list[str]:
+    """configs/resnet18.yaml on ``root`` at 32 px, fp32, quiet, logging under ``log_dir``."""
+    return [
+        "--config",
+        RESNET_CONFIG,
+        f"--data.root={root}",
+        "--data.image_size=32",
+        "--data.batch_size=8",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+        "--trainer.precision=32-true",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]

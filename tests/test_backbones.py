@@ -1,7 +1,8 @@
 """Six torchvision families as backbones: head found and replaced, stages, groups, a real step.
 
 Random weights at 32 px (nothing is downloaded); two of them also load a fake weights file put
-where torchvision's cache expects it, in a temporary TORCH_HOME.
+where torchvision's cache expects it, in a temporary TORCH_HOME. Each family also trains one epoch
+through both entry points (``python -m project fit`` and ``python -m project.manual fit``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from project.classifier import ResNetClassifier
 from project.models.transfer import TransferNetwork
 from project.optim import build_optimizer
 from project.weights import WeightsError, cache_file
+
+from .helpers import make_class_folders, small_resnet_args
 
 SIZE = 32
 # name: (where torchvision keeps the head, its in_features, builder options for 32 px)
@@ -125,3 +128,37 @@ def test_unknown_backbone_and_weights_names_are_one_line_errors():
         TransferNetwork(3, backbone="mobilenet_v3_small", weights="IMAGENET1K_V9")
     with pytest.raises(WeightsError, match="no final nn.Linear"):
         TransferNetwork(3, backbone="squeezenet1_0")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_one_epoch_through_both_loops(name, tmp_path):
+    """The whole path a user takes with --model.init_args.backbone NAME: config, data, both loops.
+    No callbacks (checkpoints of ViT-B with AdamW state are a gigabyte); three training steps."""
+    import json
+
+    from project.cli import main as lightning_main
+    from project.manual.__main__ import run as manual_run
+
+    root = make_class_folders(tmp_path / "images", {"a": 8, "b": 8}, size=(40, 36))
+    args = small_resnet_args(
+        root,
+        tmp_path / "logs",
+        f"--model.init_args.backbone={name}",
+        "--model.init_args.weights=null",
+        f"--model.init_args.backbone_options={json.dumps(BACKBONES[name][2])}",
+        "--model.init_args.freeze_backbone_epochs=0",
+        "--data.val_fraction=0.25",
+        "--data.test_fraction=0.0",
+        "--data.augmentation=none",
+        "--trainer.max_epochs=1",
+        "--trainer.callbacks=[]",
+        "--data.batch_size=4",
+    )
+    cli = lightning_main(["fit", *args])
+    assert cli.trainer.global_step == 3  # 12 training images, batches of 4
+    assert cli.model.network.backbone_name == name and cli.model.network.head.out_features == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+    manual = manual_run(["fit", *args])
+    assert len(manual.history.step_losses) == 3 and len(manual.history.epochs) == 1
+    assert all(torch.isfinite(torch.tensor(manual.history.step_losses)))

@@ -29,9 +29,9 @@ from .helpers import (
     BOUND_SECONDS,
     DEFAULTS_CONFIG,
     REPO,
-    RESNET_CONFIG,
     assert_same_tensors,
     make_class_folders,
+    small_resnet_args,
 )
 
 OFFLINE_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
@@ -44,21 +44,6 @@ def offline_env(torch_home: Path) -> dict[str, str]:
     env.pop("no_proxy", None)
     env.pop("NO_PROXY", None)
     return env
-
-
-def small_resnet_args(root: Path, log_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--config",
-        RESNET_CONFIG,
-        f"--data.root={root}",
-        "--data.image_size=32",
-        "--data.batch_size=8",
-        f"--trainer.logger.init_args.save_dir={log_dir}",
-        "--trainer.precision=32-true",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        *extra,
-    ]
 
 
 # ----------------------------------------------------------------------------- offline weights
