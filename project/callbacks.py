@@ -17,14 +17,12 @@ import csv
 import time
 from pathlib import Path
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from project.figures import confusion_matrix
 from project.monitoring import (
     FINAL_METRICS,
     PngWriter,
@@ -118,23 +116,12 @@ class ValidationFigures(Callback):
     """At every validation end: the confusion matrix, a grid of predictions of every class and the
     most confidently wrong validation images (``val/top_losses``), as images."""
 
-    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.counts: torch.Tensor | None = None
-
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        if trainer.sanity_checking:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After the module's on_validation_epoch_end: its per-class metrics are computed over
+        # every process's images, confusion matrix included (no second count here).
+        result = getattr(pl_module, "val_result", None)
+        if trainer.sanity_checking or result is None:
             return
-        images, labels = batch
-        predicted = outputs["predicted"]
-        counts = confusion_matrix(predicted, labels, pl_module.hparams.num_classes)
-        self.counts = counts if self.counts is None else self.counts + counts
-
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or self.counts is None:
-            return
-        counts = trainer.strategy.reduce(self.counts, reduce_op="sum")  # all processes' images
         writer = image_writer(trainer, "ValidationFigures")  # TensorBoard, or PNG files
         if trainer.is_global_zero and writer is not None:
             data = trainer.datamodule
@@ -144,9 +131,33 @@ class ValidationFigures(Callback):
             indices = class_example_indices([label for _, label in dataset.samples])
             examples = predict_examples(pl_module, dataset, indices, pl_module.device)
             write_validation_figures(
-                writer, step, counts.cpu(), examples,
+                writer, step, result["confusion"].cpu(), examples,
                 data.class_names, mean, std, pl_module.top_losses["val"].result(),
             )  # fmt: skip
+
+
+class ThrottledProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, redrawn at most every ``min_seconds`` (and at each epoch's end).
+
+    Lightning's own bar redraws after every batch (``refresh_rate=1``): it formats the logged
+    metrics each time, which on a GPU reads them back from the device, and on the bundled digits
+    (0.02 s steps) costs about 0.5 s of a 13 s run (docs/performance.md). A person cannot read
+    faster than this anyway. project/cli.py's Trainer adds it when the config names no bar.
+    """
+
+    def __init__(self, min_seconds: float = 0.5, leave: bool = False):
+        super().__init__(refresh_rate=1, leave=leave)
+        self.min_seconds = min_seconds
+        self._last_drawn = float("-inf")
+
+    def _should_update(self, current: int, total: int) -> bool:
+        if not self.is_enabled:
+            return False
+        now = time.monotonic()
+        if current == total or now - self._last_drawn >= self.min_seconds:
+            self._last_drawn = now
+            return True
+        return False
 
 
 class HyperparametersWithMetrics(Callback):

@@ -16,7 +16,6 @@ from typing import Literal
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from project.augment import hard_labels, mix_batch
 from project.checkpoints import (
@@ -95,16 +94,19 @@ class ImageClassifier(LightningModule):
         # Plain values only (no modules), so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["network"])
         self.network = network
-        # One metric object per stage: their running counts must never mix. (Training counts its
-        # accuracy itself, on the device: a torchmetrics update reads the device every step.)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        # Per-class precision / recall / F1 and macro averages (project/metrics.py).
+        # Per-class precision / recall / F1 and macro averages, and the confusion matrix whose
+        # diagonal gives val/acc and test/acc (project/metrics.py). One object per stage: their
+        # running counts must never mix.
         self.val_metrics = EvaluationMetrics(num_classes)
         self.test_metrics = EvaluationMetrics(num_classes)
         self.class_weights: torch.Tensor | None = None  # set by use_class_counts()
         # The most confidently wrong images of the current validation / test (monitoring.py).
         self.top_losses = {"val": TopLosses(), "test": TopLosses()}
+        # train/acc's (correct, seen) of epoch train_counts_epoch (count_training_batch).
+        self.train_counts: torch.Tensor | None = None
+        self.train_counts_epoch = -1
+        self.val_result: dict | None = None  # the last validation's per-class metrics
+        self.loss_sums: dict[str, torch.Tensor] = {}  # stage: (sum of loss x images, images)
 
     def configure_model(self) -> None:
         # Lightning calls this before fit/validate/test/predict; the manual loop does the same.
@@ -146,50 +148,64 @@ class ImageClassifier(LightningModule):
         # The one host read of a step: a NaN must stop training before the optimizer step.
         check_finite(loss, self.current_epoch, self.global_step)  # NaN: stop, exit status 1
         # Everything else stays on the device (on a GPU, a host read waits for the GPU): the
-        # batch's accuracy is summed on the device and train/acc logged at epoch end (weighted by
-        # batch size: the epoch's accuracy); the loss is read every log_every_n_steps only.
+        # correct predictions are counted on the device and train/acc logged once, at epoch end
+        # (a self.log per step costs Lightning's bookkeeping every step); the loss is read every
+        # log_every_n_steps only.
         correct = logits.detach().argmax(dim=1) == hard_labels(targets)
-        self.log("train/acc", correct.float().mean(), on_step=False, on_epoch=True,
-                 batch_size=len(correct), sync_dist=True)  # fmt: skip
+        self.count_training_batch(correct)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # as the logger does
             # On the CPU: the progress bar re-reads it at every refresh without touching the GPU.
             self.log("train/loss", loss.detach().cpu(), prog_bar=True)
         return loss
 
-    def _evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> dict:
+    def _evaluate(self, batch, stage: str) -> dict:
         images, labels = batch
         logits = self(images)
-        # Lightning averages the per-batch losses weighted by batch size over the epoch.
-        self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=True, sync_dist=True)
-        accuracy(logits, labels)
-        self.log(f"{stage}/acc", accuracy, prog_bar=True)
+        # Summed on the device and logged once, at epoch end (_log_evaluation): the loss weighted
+        # by batch size (as Lightning averages per-batch self.log values), the accuracy from the
+        # confusion matrix that the per-class metrics count anyway.
+        loss = self.loss(logits, labels).detach()
+        sums = self.loss_sums[stage]  # (sum of loss x images, images), float64 on the device
+        sums[0] += loss.double() * len(labels)
+        sums[1] += len(labels)
         getattr(self, f"{stage}_metrics").update(logits, labels)  # per class (project/metrics.py)
         self.top_losses[stage].update(images, logits, labels)  # on the device, no host read
-        # For callbacks (ValidationFigures draws the confusion matrix from these).
         return {"predicted": logits.argmax(dim=1), "logits": logits}
 
     def validation_step(self, batch, batch_idx: int) -> dict:
-        return self._evaluate(batch, "val", self.val_acc)
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> dict:
-        return self._evaluate(batch, "test", self.test_acc)
+        return self._evaluate(batch, "test")
+
+    def _start_evaluation(self, stage: str) -> None:
+        self.top_losses[stage] = TopLosses()
+        self.loss_sums[stage] = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def _log_evaluation(self, stage: str) -> dict:
+        """{stage}/loss, {stage}/acc and the per-class scalars over every process's images."""
+        result = getattr(self, f"{stage}_metrics").compute()  # torchmetrics syncs processes
+        getattr(self, f"{stage}_metrics").reset()
+        loss_sum, seen = self.trainer.strategy.reduce(self.loss_sums[stage], reduce_op="sum")
+        confusion = result["confusion"]
+        self.log(f"{stage}/loss", (loss_sum / seen.clamp(min=1)).item(), prog_bar=True)
+        self.log(
+            f"{stage}/acc", confusion.trace().item() / max(confusion.sum().item(), 1), prog_bar=True
+        )
+        self.log_dict(EvaluationMetrics.scalars(result, stage))
+        return result
 
     def on_validation_epoch_start(self) -> None:
-        self.top_losses["val"] = TopLosses()
+        self._start_evaluation("val")
 
     def on_test_epoch_start(self) -> None:
-        self.top_losses["test"] = TopLosses()
+        self._start_evaluation("test")
 
     def on_validation_epoch_end(self) -> None:
-        # Computed over every process's images (torchmetrics syncs), then logged as val/f1_macro...
-        result = self.val_metrics.compute()
-        self.val_metrics.reset()
-        self.log_dict(EvaluationMetrics.scalars(result, "val"))
+        self.val_result = self._log_evaluation("val")  # ValidationFigures draws its confusion
 
     def on_test_epoch_end(self) -> None:
-        result = self.test_metrics.compute()
-        self.test_metrics.reset()
-        self.log_dict(EvaluationMetrics.scalars(result, "test"))
+        result = self._log_evaluation("test")
         trainer = self.trainer  # the report goes beside the checkpoint, else into the run folder
         has_folder = trainer.ckpt_path is not None or trainer.logger is not None
         if trainer.is_global_zero and trainer.datamodule is not None and has_folder:
@@ -244,6 +260,26 @@ class ImageClassifier(LightningModule):
         if message:
             self.print(message)
 
+    def count_training_batch(self, correct: torch.Tensor) -> None:
+        """Add a batch to this epoch's (correct, seen) on the device: reads nothing back.
+
+        Started afresh at each epoch's first batch (a run resumed from a mid-epoch checkpoint
+        continues the counts saved in it: Lightning then skips on_train_epoch_start)."""
+        if self.train_counts is None or self.train_counts_epoch != self.current_epoch:
+            self.train_counts = torch.zeros(2, dtype=torch.long, device=self.device)
+            self.train_counts_epoch = self.current_epoch
+        elif self.train_counts.device != self.device:  # restored from a checkpoint, on the CPU
+            self.train_counts = self.train_counts.to(self.device)
+        self.train_counts[0] += correct.sum()
+        self.train_counts[1] += len(correct)
+
+    def on_train_epoch_end(self) -> None:
+        if self.train_counts is None or self.train_counts_epoch != self.current_epoch:
+            return  # no training batch in this epoch
+        # Over every process's images: the sums, then one division (the manual loop's value).
+        correct, seen = self.trainer.strategy.reduce(self.train_counts, reduce_op="sum").tolist()
+        self.log("train/acc", correct / max(seen, 1))
+
     def param_groups(self) -> list[dict]:
         """Named parameter groups for the optimizer; one group unless a subclass splits them."""
         return [{"name": "model", "params": list(self.network.parameters()), "lr": self.hparams.lr}]
@@ -269,6 +305,9 @@ class ImageClassifier(LightningModule):
         # The random generators' states: a resumed run then shuffles, augments and drops out
         # exactly as the uninterrupted run would have (tests/test_manual.py checks both loops).
         checkpoint["rng_states"] = rng_states()
+        if self.train_counts is not None:  # this epoch's train/acc so far (mid-epoch stops)
+            counts = {"epoch": self.train_counts_epoch, "counts": self.train_counts.cpu()}
+            checkpoint["train_counts"] = counts
         data = self.trainer.datamodule if self._trainer is not None else None
         if data is not None:  # class names, image size, normalization: for export and predict
             checkpoint["inference"] = data.inference_settings()
@@ -285,6 +324,9 @@ class ImageClassifier(LightningModule):
         resuming_fit = self._trainer is not None and self.trainer.state.fn == "fit"
         if resuming_fit and "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
+        if resuming_fit and "train_counts" in checkpoint:
+            self.train_counts = checkpoint["train_counts"]["counts"]
+            self.train_counts_epoch = checkpoint["train_counts"]["epoch"]
 
 
 class CNNClassifier(ImageClassifier):

@@ -24,10 +24,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from project.callbacks import ThrottledProgressBar
 from project.checkpoints import load_checkpoint, newest_last_checkpoint, save_atomic
 from project.classifier import ImageClassifier
 from project.config_defaults import default_config_files
@@ -54,8 +56,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class Trainer(pl.Trainer):
-    """Lightning's Trainer, with ``precision="auto"`` resolved for the machine it runs on and
-    checkpoints written atomically (unless the config names another CheckpointIO plugin)."""
+    """Lightning's Trainer, with ``precision="auto"`` resolved for the machine it runs on,
+    checkpoints written atomically (unless the config names another CheckpointIO plugin) and a
+    progress bar redrawn at most twice a second (unless the config names another bar)."""
 
     def __init__(self, *args, precision: Literal["auto"] | _PRECISION_INPUT = "auto", **kwargs):
         resolved = resolve_precision(precision, kwargs.get("accelerator", "auto"))
@@ -66,6 +69,10 @@ class Trainer(pl.Trainer):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         super().__init__(*args, precision=resolved, plugins=plugins, **kwargs)
+        # Lightning adds its default bar when the config names none: swap in the throttled one.
+        default_bar = [i for i, c in enumerate(self.callbacks) if type(c) is TQDMProgressBar]
+        if default_bar:
+            self.callbacks[default_bar[0]] = ThrottledProgressBar()
 
 
 class ImageClassifierCLI(LightningCLI):
