@@ -1,4 +1,4 @@
-"""``make bench``: every benchmark in turn, each printing its table (about 15 minutes on 2 idle
+"""``make bench``: every benchmark in turn, each printing its table (about 17 minutes on 2 idle
 cores: big_photos and whole_process start fresh training processes, about 10 of those minutes).
 
 python -m benchmarks.run_all              # all
@@ -27,6 +27,9 @@ BENCHMARKS = [
     "big_photos",
     "decode_speed",
     "whole_process",
+    "overhead_profile",
+    "time_to_99_events",
+    "feature_cache",
 ]
 
 
