@@ -166,7 +166,7 @@ class ImageClassifier(LightningModule):
         # confusion matrix that the per-class metrics count anyway.
         loss = self.loss(logits, labels).detach()
         sums = self.loss_sums[stage]  # (sum of loss x images, images), float64 on the device
-        sums[0] += loss.double() * len(labels)
+        sums[0] += loss.to(sums.dtype) * len(labels)
         sums[1] += len(labels)
         getattr(self, f"{stage}_metrics").update(logits, labels)  # per class (project/metrics.py)
         self.top_losses[stage].update(images, logits, labels)  # on the device, no host read
@@ -180,7 +180,8 @@ class ImageClassifier(LightningModule):
 
     def _start_evaluation(self, stage: str) -> None:
         self.top_losses[stage] = TopLosses()
-        self.loss_sums[stage] = torch.zeros(2, dtype=torch.float64, device=self.device)
+        exact = torch.float32 if self.device.type == "mps" else torch.float64  # MPS: no float64
+        self.loss_sums[stage] = torch.zeros(2, dtype=exact, device=self.device)
 
     def _log_evaluation(self, stage: str) -> dict:
         """{stage}/loss, {stage}/acc and the per-class scalars over every process's images."""
