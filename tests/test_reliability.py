@@ -28,7 +28,15 @@ from project.manual.__main__ import run as manual_run
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer, WeightsError
 
-from .helpers import CNN_CONFIG, REPO, assert_same_tensors, quick_args, wait_for, wait_for_exit
+from .helpers import (
+    CNN_CONFIG,
+    REPO,
+    assert_same_tensors,
+    quick_args,
+    tail,
+    wait_for,
+    wait_for_exit,
+)
 
 
 class CreatesMarker:
@@ -196,8 +204,12 @@ def last_epoch(folder: Path) -> int:
 @pytest.mark.slow
 def test_lightning_resumes_after_kill_9(digits_root, tmp_path):
     args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
-    process = start("project", args, tmp_path / "run.log")
+    # Started with far more epochs than it gets: it must still be training when killed (an
+    # epoch takes 0.3 s on an idle machine). The resume then stops at the 8 epochs of args.
+    long_run = [*args, "--trainer.max_epochs=1000"]
+    process = start("project", long_run, tmp_path / "run.log")
     wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")
+    assert process.poll() is None, tail((tmp_path / "run.log").read_text())
     process.send_signal(signal.SIGKILL)
     wait_for_exit(process, tmp_path / "run.log")
     saved = last_epoch(tmp_path)  # Lightning numbers the epoch a checkpoint was taken in
@@ -215,10 +227,11 @@ def test_lightning_resumes_after_kill_9(digits_root, tmp_path):
 def test_lightning_saves_last_on_sigterm_and_exits_non_zero(digits_root, tmp_path):
     args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
     log = tmp_path / "run.log"
-    process = start("project", args, log)
-    wait_for(lambda: last_epoch(tmp_path) >= 0, process, log)
+    process = start("project", [*args, "--trainer.max_epochs=1000"], log)  # still training when
+    wait_for(lambda: last_epoch(tmp_path) >= 0, process, log)  # signalled (see the kill -9 test)
     last = next(tmp_path.rglob("last.ckpt"))
     written_at_epoch_end = last.stat().st_mtime_ns
+    assert process.poll() is None, tail(log.read_text())
     process.send_signal(signal.SIGTERM)
     assert wait_for_exit(process, log) == 143
     assert "stopped by SIGTERM" in log.read_text()
@@ -280,12 +293,15 @@ def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
 @pytest.mark.slow
 @pytest.mark.parametrize("module, status", [("project", 1), ("project.manual", 130)])
 def test_ctrl_c_saves_last_and_stops_cleanly(module, status, digits_root, tmp_path):
-    args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
+    # Far more epochs than the test waits for: an 8-epoch run once finished (exit 0) before the
+    # signal landed, on an idle machine where an epoch takes 0.3 s. The signal ends it anyway.
+    args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=1000"]
     log = tmp_path / "run.log"
     process = start(module, args, log)
     wait_for(lambda: last_epoch(tmp_path) >= (0 if module == "project" else 1), process, log)
     last = next(tmp_path.rglob("last.ckpt"))
     written_at_epoch_end = last.stat().st_mtime_ns
+    assert process.poll() is None, tail(log.read_text())  # still training when interrupted
     process.send_signal(signal.SIGINT)
     assert wait_for_exit(process, log) == status
     assert last.stat().st_mtime_ns > written_at_epoch_end
