@@ -171,6 +171,14 @@ def test_lightning_stops_on_a_nan_loss_and_saves_nothing(digits_root, tmp_path, 
 # ---------------------------------------------------------------------------- kill and resume
 
 
+def default_ctrl_c() -> None:
+    """In the child, before it runs Python: Ctrl-C acts as at a terminal. A test run started in
+    the background by a non-interactive shell (``make test &``) inherits SIGINT *ignored*, and
+    Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would see a run ignore
+    the signal and finish with status 0 (seen in a backgrounded CI run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
     """``python -m module fit args`` in the background, output to ``log``."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -181,6 +189,7 @@ def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
             stdout=output,
             stderr=subprocess.STDOUT,
             env=environment,
+            preexec_fn=default_ctrl_c,
         )
 
 
