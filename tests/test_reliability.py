@@ -213,8 +213,8 @@ def last_epoch(folder: Path) -> int:
 @pytest.mark.slow
 def test_lightning_resumes_after_kill_9(digits_root, tmp_path):
     args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
-    # Started with far more epochs than it gets: it must still be training when killed (an
-    # epoch takes 0.3 s on an idle machine). The resume then stops at the 8 epochs of args.
+    # Started with far more epochs than it gets, so it is still training when killed, however
+    # fast the machine. The resume then stops at the 8 epochs of args.
     long_run = [*args, "--trainer.max_epochs=1000"]
     process = start("project", long_run, tmp_path / "run.log")
     wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")
@@ -302,8 +302,8 @@ def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
 @pytest.mark.slow
 @pytest.mark.parametrize("module, status", [("project", 1), ("project.manual", 130)])
 def test_ctrl_c_saves_last_and_stops_cleanly(module, status, digits_root, tmp_path):
-    # Far more epochs than the test waits for: an 8-epoch run once finished (exit 0) before the
-    # signal landed, on an idle machine where an epoch takes 0.3 s. The signal ends it anyway.
+    # Far more epochs than the test waits for, so the run cannot end on its own before the
+    # signal, however fast the machine (an epoch takes 0.3 s on the idle dev VM).
     args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=1000"]
     log = tmp_path / "run.log"
     process = start(module, args, log)
