@@ -1,5 +1,6 @@
-"""``make bench``: every benchmark in turn, each printing its table (about 17 minutes on 2 idle
-cores: big_photos and whole_process start fresh training processes, about 10 of those minutes).
+"""``make bench``: every benchmark in turn, each printing its table (on 2 idle cores about 15
+minutes before overhead_profile, time_to_99_events and feature_cache joined, which took 51, 51 and
+9 s alone; big_photos and whole_process start fresh training processes, about 10 minutes).
 
 python -m benchmarks.run_all              # all
 python -m benchmarks.run_all precision    # the ones whose module name contains "precision"

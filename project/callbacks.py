@@ -128,7 +128,7 @@ class ValidationFigures(Callback):
             mean, std = data.normalization()
             step = max(trainer.global_step - 1, 0)  # the step of this epoch's val/* scalars
             dataset = data.datasets["val"]
-            indices = class_example_indices([label for _, label in dataset.samples])
+            indices = class_example_indices(dataset.targets)
             examples = predict_examples(pl_module, dataset, indices, pl_module.device)
             write_validation_figures(
                 writer, step, result["confusion"].cpu(), examples,

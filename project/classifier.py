@@ -35,7 +35,7 @@ from project.models.transfer import Stage, TransferNetwork
 from project.monitoring import TopLosses, top_losses_image
 from project.optim import OptimizerName, Schedule, build_optimizer, build_scheduler
 from project.reports import report_folder, write_report
-from project.steps import check_finite, classification_loss, forward
+from project.steps import check_finite, classification_loss, forward, sum_dtype
 
 
 def prepare_network(network: nn.Module, channels_last: bool, compile: bool) -> None:
@@ -158,7 +158,7 @@ class ImageClassifier(LightningModule):
             self.log("train/loss", loss.detach().cpu(), prog_bar=True)
         return loss
 
-    def _evaluate(self, batch, stage: str) -> dict:
+    def _evaluate(self, batch, stage: str) -> None:
         images, labels = batch
         logits = self(images)
         # Summed on the device and logged once, at epoch end (_log_evaluation): the loss weighted
@@ -170,29 +170,24 @@ class ImageClassifier(LightningModule):
         sums[1] += len(labels)
         getattr(self, f"{stage}_metrics").update(logits, labels)  # per class (project/metrics.py)
         self.top_losses[stage].update(images, logits, labels)  # on the device, no host read
-        return {"predicted": logits.argmax(dim=1), "logits": logits}
 
-    def validation_step(self, batch, batch_idx: int) -> dict:
-        return self._evaluate(batch, "val")
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
 
-    def test_step(self, batch, batch_idx: int) -> dict:
-        return self._evaluate(batch, "test")
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
 
     def _start_evaluation(self, stage: str) -> None:
         self.top_losses[stage] = TopLosses()
-        exact = torch.float32 if self.device.type == "mps" else torch.float64  # MPS: no float64
-        self.loss_sums[stage] = torch.zeros(2, dtype=exact, device=self.device)
+        self.loss_sums[stage] = torch.zeros(2, dtype=sum_dtype(self.device), device=self.device)
 
     def _log_evaluation(self, stage: str) -> dict:
         """{stage}/loss, {stage}/acc and the per-class scalars over every process's images."""
         result = getattr(self, f"{stage}_metrics").compute()  # torchmetrics syncs processes
         getattr(self, f"{stage}_metrics").reset()
         loss_sum, seen = self.trainer.strategy.reduce(self.loss_sums[stage], reduce_op="sum")
-        confusion = result["confusion"]
         self.log(f"{stage}/loss", (loss_sum / seen.clamp(min=1)).item(), prog_bar=True)
-        self.log(
-            f"{stage}/acc", confusion.trace().item() / max(confusion.sum().item(), 1), prog_bar=True
-        )
+        self.log(f"{stage}/acc", EvaluationMetrics.accuracy(result), prog_bar=True)
         self.log_dict(EvaluationMetrics.scalars(result, stage))
         return result
 
@@ -220,12 +215,11 @@ class ImageClassifier(LightningModule):
     def predict_step(self, batch: tuple[torch.Tensor, Sequence[str]], batch_idx: int) -> dict:
         images, paths = batch
         probabilities = self(images).float().softmax(dim=1)
-        # The most probable classes, best first (PredictionWriter(top_k=...) writes k of them).
+        # The most probable classes, best first: column 0 is the prediction and its probability
+        # (PredictionWriter(top_k=...) writes k of them).
         top = probabilities.topk(min(TOP_K, probabilities.shape[1]), dim=1)
         return {
             "paths": list(paths),
-            "predicted": top.indices[:, 0].cpu(),
-            "confidence": top.values[:, 0].cpu(),
             "top_classes": top.indices.cpu(),
             "top_probabilities": top.values.cpu(),
         }

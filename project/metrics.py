@@ -89,6 +89,12 @@ class EvaluationMetrics(nn.Module):
                 metric.reset()
 
     @staticmethod
+    def accuracy(result: dict[str, torch.Tensor]) -> float:
+        """Share of images on the confusion matrix's diagonal (val/acc, test/acc in both loops)."""
+        confusion = result["confusion"]
+        return confusion.trace().item() / max(confusion.sum().item(), 1)
+
+    @staticmethod
     def scalars(result: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         """The numbers logged at every validation / test: macro means and top-5 accuracy."""
         names = [*MACRO_NAMES, f"acc_top{TOP_K}"]

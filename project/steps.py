@@ -1,7 +1,7 @@
 """The pieces of a training step that both loops share, so they can never drift apart.
 
 ``ImageClassifier`` (project/classifier.py, the Lightning loop) and project/manual/loop.py (the
-plain PyTorch loop) both call these three functions; tests/test_manual.py proves the two loops end
+plain PyTorch loop) both call these functions; tests/test_manual.py proves the two loops end
 with bit-identical weights. Plain PyTorch, no Lightning import.
 
     from project.steps import forward, classification_loss, check_finite
@@ -68,3 +68,9 @@ def check_finite(
             f"loss is {loss.item()} at epoch {epoch}, step {step}: training stopped "
             "(lower the learning rate?)"
         )
+
+
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of the epoch's loss sums on the device: float64, the sum a Python float would
+    make (the same in both loops); MPS has no float64, so float32 there."""
+    return torch.float32 if device.type == "mps" else torch.float64

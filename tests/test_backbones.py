@@ -7,6 +7,8 @@ through both entry points (``python -m project fit`` and ``python -m project.man
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -135,8 +137,6 @@ def test_unknown_backbone_and_weights_names_are_one_line_errors():
 def test_one_epoch_through_both_loops(name, tmp_path):
     """The whole path a user takes with --model.init_args.backbone NAME: config, data, both loops.
     No callbacks (checkpoints of ViT-B with AdamW state are a gigabyte); three training steps."""
-    import json
-
     from project.cli import main as lightning_main
     from project.manual.__main__ import run as manual_run
 

@@ -49,7 +49,7 @@ from project.manual.settings import LoopSettings
 from project.manual.signals import StopRequest, TrainingInterrupted
 from project.metrics import EvaluationMetrics
 from project.monitoring import TopLosses, class_example_indices, predict_examples
-from project.steps import check_finite, forward
+from project.steps import check_finite, forward, sum_dtype
 
 
 @dataclass
@@ -85,7 +85,7 @@ def train_one_epoch(
     # The epoch's sums stay on the device: adding to them reads nothing back (on a GPU, a read
     # waits for the GPU). They, and the step losses, are read once, at the end of the epoch.
     start = resume_at.train_sums if resume_at else (0.0, 0, 0)
-    exact = torch.float32 if settings.device.type == "mps" else torch.float64  # MPS: no float64
+    exact = sum_dtype(settings.device)  # float64 (float32 on MPS)
     loss_sum = torch.tensor(start[0], dtype=exact, device=settings.device)
     correct = torch.tensor(start[1], device=settings.device)
     seen, step_losses = start[2], []
@@ -155,7 +155,9 @@ def evaluate(
     per-class metrics (their confusion matrix draws val/confusion_matrix) and the top losses."""
     network.eval()  # dropout off, BatchNorm uses its running statistics (Lightning: model.eval())
     classes = classifier.hparams.num_classes
-    total_loss, correct, seen = 0.0, 0, 0
+    # Summed on the device, read once at the end (as Lightning's validation_step does).
+    loss_sum = torch.zeros((), dtype=sum_dtype(settings.device), device=settings.device)
+    seen = 0
     per_class = EvaluationMetrics(classes).to(settings.device)  # the same code as Lightning's
     top_losses = TopLosses()  # the most confidently wrong images (val/top_losses, the report)
     with torch.no_grad():  # no graph is kept: less memory, faster (Lightning: inference_mode)
@@ -167,20 +169,17 @@ def evaluate(
             with autocast(settings):
                 logits = forward(network, images, classifier.hparams.channels_last)
                 loss = classifier.loss(logits, labels)
-            # Weighted by batch size, as Lightning averages self.log(..., on_epoch=True) values.
-            total_loss += loss.item() * len(labels)
-            predicted = logits.argmax(dim=1)
-            correct += (predicted == labels).sum().item()
+            loss_sum += loss.to(loss_sum.dtype) * len(labels)  # the mean is weighted by images
             seen += len(labels)
-            per_class.update(logits, labels)  # also counts the confusion matrix, on the device
+            per_class.update(logits, labels)  # counts the confusion matrix too (the accuracy)
             top_losses.update(images, logits, labels)
     # Several processes: each saw its share; the metrics are over all of them (Lightning:
-    # self.log(..., sync_dist=True) and torchmetrics do this).
-    total_loss, correct, seen = distributed.sum_over_processes(total_loss, correct, seen)
+    # strategy.reduce in _log_evaluation, and torchmetrics's own sync).
+    total_loss, seen = distributed.sum_over_processes(loss_sum.item(), seen)
     per_class_result = per_class.compute()  # over every process (torchmetrics syncs)
     return {
         "loss": total_loss / max(seen, 1),
-        "acc": correct / max(seen, 1),
+        "acc": EvaluationMetrics.accuracy(per_class_result),
         "confusion": per_class_result["confusion"].cpu(),  # rows: true class
         "per_class": per_class_result,
         "top_losses": top_losses.result(),  # this process's
@@ -297,7 +296,7 @@ def class_examples(network, data: ImageDataModule, classifier, settings: LoopSet
     """The first validation images of every class with the model's predictions (Lightning: the
     ValidationFigures callback does the same with project/monitoring.py's functions)."""
     dataset = data.datasets["val"]
-    indices = class_example_indices([label for _, label in dataset.samples])
+    indices = class_example_indices(dataset.targets)
     channels_last = classifier.hparams.channels_last
     return predict_examples(
         lambda images: forward(network, images, channels_last), dataset, indices, settings.device
