@@ -8,6 +8,8 @@ python -m project weights resnet18                     # fetch or locate pretrai
 
 import sys
 
+from project.fast_exit import skip_collection_at_exit
+
 
 def run() -> None:
     # Separate paths: checking data and exporting a model need no Trainer.
@@ -33,4 +35,7 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    run()
+    try:
+        run()
+    finally:  # a command line's exit: about 1 s less (project/fast_exit.py)
+        skip_collection_at_exit()

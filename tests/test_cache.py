@@ -15,7 +15,6 @@ from PIL import Image
 
 from project.data.cache import CacheTooLarge, cached_size, plan_cache
 from project.data.datamodule import ImageDataModule
-from project.data.images import load_image
 
 from .helpers import png_header_claiming
 
@@ -33,8 +32,10 @@ def write_photos(root, per_class: int = 5, size=(400, 300)):
 def test_cached_size_keeps_the_aspect_ratio_and_never_enlarges():
     assert cached_size(2000, 1500, 32) == (43, 32)
     assert cached_size(1500, 2000, 32) == (32, 43)
-    assert cached_size(8, 8, 32) == (8, 8)  # the digits: kept as they are
+    assert cached_size(8, 8, 32) == (8, 8)  # small images: kept as they are
     assert cached_size(40, 20, 32) == (40, 20)  # shorter side already small enough
+    assert cached_size(8, 8, 16, square=True) == (16, 16)  # the resize every transform begins with
+    assert cached_size(2000, 1500, 16, square=True) == (16, 16)
 
 
 def test_photos_are_cached_at_twice_the_training_size(tmp_path):
@@ -48,12 +49,29 @@ def test_photos_are_cached_at_twice_the_training_size(tmp_path):
     assert images.shape == (4, 3, 16, 16) and images.dtype == torch.float32
 
 
-def test_the_digits_are_cached_untouched(digits_root):
-    data = ImageDataModule(root=str(digits_root), num_workers=0)  # cache_images: auto
-    train = data._labeled("train")
-    assert train.images is not None
-    for index in (0, 100, len(train) - 1):
-        assert torch.equal(train.images[index], load_image(train.samples[index][0]))
+def test_the_digits_are_cached_at_the_training_size_and_give_the_same_images(digits_root):
+    """"digits" augmentation and square evaluation both begin with the resize to 16x16: the cache
+    holds its result, and every split serves exactly what it serves from the files, uncached."""
+    cached = ImageDataModule(root=str(digits_root), num_workers=0)  # cache_images: auto
+    uncached = ImageDataModule(root=str(digits_root), num_workers=0, cache_images=False)
+    cached.setup("fit")
+    uncached.setup("fit")
+    assert cached.cache_plan().square and cached._labeled("train").images is not None
+    assert all(image.shape == (3, 16, 16) for image in cached._labeled("train").images)
+    assert uncached._labeled("train").images is None
+    for split in ("train", "val"):
+        dataset, reference = cached.datasets[split], uncached.datasets[split]
+        for index in (0, 100, len(dataset) - 1):
+            image, label = dataset[index]
+            expected, expected_label = reference[index]
+            assert label == expected_label and torch.equal(image, expected), (split, index)
+
+
+def test_photos_with_a_crop_in_their_transforms_keep_twice_the_training_size(tmp_path):
+    root = str(write_photos(tmp_path / "photos"))
+    plan = ImageDataModule(root=root, image_size=16, augmentation="none", eval_crop=True,
+                           num_workers=0).cache_plan()  # fmt: skip
+    assert plan.enabled and not plan.square and plan.side == 32
 
 
 def test_over_the_budget_true_is_an_error_and_auto_stays_off(tmp_path):

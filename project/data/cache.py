@@ -10,6 +10,10 @@ Caching decodes every image once, so later epochs skip PNG/JPEG decoding. Two ru
    half of the image's area (at least 0.61 of a side, then scaled up to ``image_size``), and the
    evaluation resize (to ``image_size``, or resize-then-centre-crop) only shrinks further. A
    2000x1500 photo for a 16 px model is cached as 43x32 pixels: 4 KB instead of 9 MB.
+   When every transform starts with the same square resize to ``image_size`` x ``image_size``
+   (the "digits" and "none" augmentations with square evaluation), the cache holds the images
+   resized exactly so (``square``): that resize then runs once here instead of once an image an
+   epoch, on the same pixels, so the batches are identical (the 8x8 digits are cached at 16x16).
 2. The cache's size is estimated before anything is decoded (from the headers of up to
    ``SAMPLE_FILES`` files spread over the data) and compared with a budget: ``MEMORY_SHARE`` of
    the memory available when the data is set up (``MemAvailable``, or the container's limit when
@@ -75,8 +79,11 @@ def available_memory() -> int:
     return max(available, 0)
 
 
-def cached_size(width: int, height: int, side: int) -> tuple[int, int]:
-    """(width, height) of an image once cached: shorter side ``side``, never enlarged."""
+def cached_size(width: int, height: int, side: int, square: bool = False) -> tuple[int, int]:
+    """(width, height) of an image once cached: shorter side ``side``, never enlarged; with
+    ``square``, exactly ``side`` x ``side`` (the resize every transform would make anyway)."""
+    if square:
+        return side, side
     shorter = min(width, height)
     if shorter <= side:
         return width, height
@@ -98,14 +105,16 @@ def release_freed_memory() -> None:
         pass
 
 
-def shrinker(side: int, trim_every: int = 32) -> Callable[[torch.Tensor], torch.Tensor]:
+def shrinker(
+    side: int, square: bool = False, trim_every: int = 32
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The deterministic resize applied once to every cached image (3 x H x W uint8)."""
     count = 0
 
     def shrink(image: torch.Tensor) -> torch.Tensor:
         nonlocal count
         height, width = image.shape[-2:]
-        new_width, new_height = cached_size(width, height, side)
+        new_width, new_height = cached_size(width, height, side, square)
         if (new_width, new_height) == (width, height):
             return image
         count += 1
@@ -116,7 +125,7 @@ def shrinker(side: int, trim_every: int = 32) -> Callable[[torch.Tensor], torch.
     return shrink
 
 
-def estimate_bytes(paths: Sequence[Path], side: int) -> int:
+def estimate_bytes(paths: Sequence[Path], side: int, square: bool = False) -> int:
     """Memory the cache would take: the mean cached size of a sample of headers x the count.
 
     Only headers are read (PIL opens lazily). Unreadable files are left out of the sample; they
@@ -129,7 +138,7 @@ def estimate_bytes(paths: Sequence[Path], side: int) -> int:
     for path in paths[::step][:SAMPLE_FILES]:
         try:
             with Image.open(path) as image:
-                width, height = cached_size(*image.size, side)
+                width, height = cached_size(*image.size, side, square)
         except Exception:  # noqa: BLE001 - any unreadable header: its decode reports it later
             continue
         sizes.append(3 * width * height + OVERHEAD_BYTES)
@@ -147,20 +156,26 @@ class CachePlan:
     estimate: int
     budget: int
     message: str
+    square: bool = False
 
     def shrink(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return shrinker(self.side)
+        return shrinker(self.side, self.square)
 
 
 def plan_cache(
-    option: CacheOption, paths: Sequence[Path], image_size: int, budget: int | None = None
+    option: CacheOption,
+    paths: Sequence[Path],
+    image_size: int,
+    budget: int | None = None,
+    square: bool = False,
 ) -> CachePlan:
     """Decide on caching ``paths`` (every split's files) for ``option``: True, False or "auto".
 
-    ``budget`` in bytes; None: ``MEMORY_SHARE`` of the available memory. Raises CacheTooLarge
-    for ``True`` when the estimate exceeds the budget.
+    ``budget`` in bytes; None: ``MEMORY_SHARE`` of the available memory. ``square``: every
+    transform begins with a resize to ``image_size`` x ``image_size``, so cache exactly that.
+    Raises CacheTooLarge for ``True`` when the estimate exceeds the budget.
     """
-    side = CACHE_SIDE_FACTOR * image_size
+    side = image_size if square else CACHE_SIDE_FACTOR * image_size
     if option is False or option == "false":
         return CachePlan(False, side, 0, 0, "cache_images: false, images are read every epoch")
     if budget is None:
@@ -169,17 +184,19 @@ def plan_cache(
         source = f"{MEMORY_SHARE:.0%} of the {gigabytes(available)} of memory available"
     else:
         source = "given"
-    estimate = estimate_bytes(paths, side)
+    estimate = estimate_bytes(paths, side, square)
+    size = f"at {side}x{side} px" if square else f"at a shorter side of at most {side} px"
     figures = (
-        f"{len(paths)} images cached at a shorter side of at most {side} px need about "
+        f"{len(paths)} images cached {size} need about "
         f"{gigabytes(estimate)}; the budget is {gigabytes(budget)} ({source})"
     )
     if estimate <= budget:
-        return CachePlan(True, side, estimate, budget, f"cache_images: {option}: {figures}")
+        message = f"cache_images: {option}: {figures}"
+        return CachePlan(True, side, estimate, budget, message, square)
     if option is True or option == "true":
         raise CacheTooLarge(
             f"cache_images: true: {figures}. Use data.cache_images auto (caches only what fits) "
             "or false, or a smaller data.image_size"
         )
     message = f"cache_images: auto: off, images are read from disk every epoch: {figures}"
-    return CachePlan(False, side, estimate, budget, message)
+    return CachePlan(False, side, estimate, budget, message, square)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from project.checkpoints import load_network_weights
 from project.errors import exit_on_error
+from project.fast_exit import skip_collection_at_exit
 from project.manual import distributed
 from project.manual.loop import evaluate, fit
 from project.manual.settings import (
@@ -81,4 +82,7 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:  # a command line's exit: about 1 s less (project/fast_exit.py)
+        skip_collection_at_exit()
