@@ -51,7 +51,8 @@ def test_photos_are_cached_at_twice_the_training_size(tmp_path):
 
 def test_the_digits_are_cached_at_the_training_size_and_give_the_same_images(digits_root):
     """"digits" augmentation and square evaluation both begin with the resize to 16x16: the cache
-    holds its result, and every split serves exactly what it serves from the files, uncached."""
+    holds its result, and every split serves exactly what it serves from the files, uncached,
+    one image at a time or a batch at a time."""
     cached = ImageDataModule(root=str(digits_root), num_workers=0)  # cache_images: auto
     uncached = ImageDataModule(root=str(digits_root), num_workers=0, cache_images=False)
     cached.setup("fit")
@@ -61,8 +62,14 @@ def test_the_digits_are_cached_at_the_training_size_and_give_the_same_images(dig
     assert uncached._labeled("train").images is None
     for split in ("train", "val"):
         dataset, reference = cached.datasets[split], uncached.datasets[split]
-        for index in (0, 100, len(dataset) - 1):
+        indices = [0, 100, len(dataset) - 1]
+        for index in indices:
             image, label = dataset[index]
+            expected, expected_label = reference[index]
+            assert label == expected_label and torch.equal(image, expected), (split, index)
+        # What the DataLoader asks for: a batch's samples at once, transformed as one tensor.
+        assert dataset.transform_batches and not reference.transform_batches
+        for (image, label), index in zip(dataset.__getitems__(indices), indices, strict=True):
             expected, expected_label = reference[index]
             assert label == expected_label and torch.equal(image, expected), (split, index)
 

@@ -96,7 +96,8 @@ class ImageDataModule(LightningDataModule):
             split_seed: seed of the train/val/test split (independent of the training seed).
             batch_size: images per batch.
             num_workers: DataLoader worker processes; null for min(4, CPU cores - 1).
-            cache_images: decode every image once into memory, at about twice image_size
+            cache_images: decode every image once into memory, at about twice image_size, or
+                at image_size x image_size when every transform begins with that resize
                 (project/data/cache.py). auto: only when the estimate fits the memory budget
                 (a quarter of the available memory); true: an error when it does not; false: never.
             preprocessing: torchvision weights whose own preprocessing to use, e.g.
@@ -325,9 +326,13 @@ class ImageDataModule(LightningDataModule):
         hp = self.hparams
         mean, std = self.normalization()
         evaluate = eval_transform(hp.image_size, mean, std, self.eval_crop_ratio())
+        if stage in ("fit", "validate", "test", None):
+            # A square cache: every transform is that resize (done once) and normalizing, nothing
+            # random and one size, so each batch is transformed at once (ImageDataset.__getitems__).
+            batches = self.cache_plan().enabled and self.cache_plan().square
         if stage in ("fit", None):
             augment = train_transform(hp.image_size, mean, std, hp.augmentation)
-            self.datasets["train"] = self._labeled("train").with_transform(augment)
+            self.datasets["train"] = self._labeled("train").with_transform(augment, batches)
             trainer = self.trainer  # a run with a logger has a run folder: the split goes there
             if trainer is not None and trainer.logger is not None:
                 # trainer.log_dir is a broadcast under DDP: every process must ask, or process 0
@@ -339,9 +344,9 @@ class ImageDataModule(LightningDataModule):
                 black = [(0.0 - m) / s for m, s in zip(mean, std, strict=True)]
                 self.batch_augment = BatchRandomAffine(fill=black)
         if stage in ("fit", "validate", None):
-            self.datasets["val"] = self._labeled("val").with_transform(evaluate)
+            self.datasets["val"] = self._labeled("val").with_transform(evaluate, batches)
         if stage in ("test", None):
-            self.datasets["test"] = self._labeled("test").with_transform(evaluate)
+            self.datasets["test"] = self._labeled("test").with_transform(evaluate, batches)
         if stage == "predict":
             if hp.predict_root is None:
                 raise DataError("predict needs --data.predict_root FOLDER (images to classify)")
