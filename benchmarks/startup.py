@@ -1,6 +1,9 @@
-"""Start-up: how long ``python -m project --help`` takes, and which imports cost the most.
+"""Start-up: ``python -m project --help``'s wall time, the costliest imports, and the exit.
 
     python -m benchmarks.startup
+
+4c times the interpreter's exit after ``import project.cli``: from the script's last line to the
+process's end, as Python leaves it and after ``gc.freeze()`` (what project/fast_exit.py does).
 
 The first step's time after process start is in benchmarks/time_to_accuracy.py.
 """
@@ -41,6 +44,17 @@ def import_profile(top: int = 8) -> list[list[str]]:
     return [[name, f"{seconds:.2f} s"] for name, seconds in slowest]
 
 
+EXIT_PROBE = "import project.cli, sys, time\n{freeze}\nsys.stdout.write(repr(time.time()))"
+
+
+def exit_seconds(freeze: bool) -> float:
+    """Seconds from the script's last line to the end of its process."""
+    code = EXIT_PROBE.format(freeze="import gc; gc.freeze()" if freeze else "")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=120)  # fmt: skip
+    return time.time() - float(result.stdout)
+
+
 def main() -> dict:
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -53,6 +67,13 @@ def main() -> dict:
           [[name, spread(values, " s", 2)] for name, values in times.items()])  # fmt: skip
     title = "4b. Import time of project.cli by package (-X importtime, outermost import each)"
     table(title, ["package", "import time"], import_profile())
+    exits: dict[str, list[float]] = {"as Python leaves it": [], "gc.freeze() first": []}
+    for _ in range(REPEATS):  # interleaved
+        exits["as Python leaves it"].append(exit_seconds(freeze=False))
+        exits["gc.freeze() first"].append(exit_seconds(freeze=True))
+    table("4c. The interpreter's exit after import project.cli",
+          ["exit", "seconds median (min-max)"],
+          [[name, spread(values, " s", 2)] for name, values in exits.items()])  # fmt: skip
     return times
 
 

@@ -5,11 +5,11 @@ Caching decodes every image once, so later epochs skip PNG/JPEG decoding. Two ru
 1. Images are cached at the training resolution, not at full size: each image is resized once,
    deterministically (antialiased, aspect ratio kept), so that its shorter side is
    ``CACHE_SIDE_FACTOR x image_size`` pixels; an image already that small is kept as it is (never
-   enlarged). Twice the training size keeps enough pixels for
-   what the transforms take afterwards: the "natural" augmentation's random crop covers at least
-   half of the image's area (at least 0.61 of a side, then scaled up to ``image_size``), and the
-   evaluation resize (to ``image_size``, or resize-then-centre-crop) only shrinks further. A
-   2000x1500 photo for a 16 px model is cached as 43x32 pixels: 4 KB instead of 9 MB.
+   enlarged). Twice the training size keeps enough pixels for what the transforms take
+   afterwards: the "natural" augmentation's random crop covers at least half of the image's area
+   (at least 0.61 of a side, then scaled up to ``image_size``), and the evaluation resize (to
+   ``image_size``, or resize-then-centre-crop) only shrinks further. A 2000x1500 photo for a 16 px
+   model is cached as 43x32 pixels: 4 KB instead of 9 MB.
    When every transform starts with the same square resize to ``image_size`` x ``image_size``
    (the "digits" and "none" augmentations with square evaluation), the cache holds the images
    resized exactly so (``square``): that resize then runs once here instead of once an image an
