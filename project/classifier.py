@@ -102,8 +102,10 @@ class ImageClassifier(LightningModule):
         self.class_weights: torch.Tensor | None = None  # set by use_class_counts()
         # The most confidently wrong images of the current validation / test (monitoring.py).
         self.top_losses = {"val": TopLosses(), "test": TopLosses()}
-        # train/acc's (correct, seen) of epoch train_counts_epoch (count_training_batch).
+        # Epoch train_counts_epoch's (correct, seen) and sum of loss x images, on the device
+        # (count_training_batch): train/acc and train/loss_epoch.
         self.train_counts: torch.Tensor | None = None
+        self.train_loss_sum: torch.Tensor | None = None
         self.train_counts_epoch = -1
         self.val_result: dict | None = None  # the last validation's per-class metrics
         self.loss_sums: dict[str, torch.Tensor] = {}  # stage: (sum of loss x images, images)
@@ -148,14 +150,17 @@ class ImageClassifier(LightningModule):
         # The one host read of a step: a NaN must stop training before the optimizer step.
         check_finite(loss, self.current_epoch, self.global_step)  # NaN: stop, exit status 1
         # Everything else stays on the device (on a GPU, a host read waits for the GPU): the
-        # correct predictions are counted on the device and train/acc logged once, at epoch end
-        # (a self.log per step costs Lightning's bookkeeping every step); the loss is read every
-        # log_every_n_steps only.
+        # correct predictions and the loss are summed on the device, and read only every
+        # log_every_n_steps (a self.log per step costs Lightning's bookkeeping every step) and
+        # at the epoch's end (on_train_epoch_end).
         correct = logits.detach().argmax(dim=1) == hard_labels(targets)
-        self.count_training_batch(correct)
+        self.count_training_batch(correct, loss)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # as the logger does
             # On the CPU: the progress bar re-reads it at every refresh without touching the GPU.
             self.log("train/loss", loss.detach().cpu(), prog_bar=True)
+            # The epoch's accuracy so far (this process's images; the epoch's end adds them all).
+            correct_so_far, seen_so_far = self.train_counts.tolist()
+            self.log("train/acc", correct_so_far / seen_so_far)
         return loss
 
     def _evaluate(self, batch, stage: str) -> None:
@@ -255,25 +260,32 @@ class ImageClassifier(LightningModule):
         if message:
             self.print(message)
 
-    def count_training_batch(self, correct: torch.Tensor) -> None:
-        """Add a batch to this epoch's (correct, seen) on the device: reads nothing back.
+    def count_training_batch(self, correct: torch.Tensor, loss: torch.Tensor) -> None:
+        """Add a batch to this epoch's (correct, seen) and loss x images, on the device: reads
+        nothing back.
 
         Started afresh at each epoch's first batch (a run resumed from a mid-epoch checkpoint
-        continues the counts saved in it: Lightning then skips on_train_epoch_start)."""
+        continues the sums saved in it: Lightning then skips on_train_epoch_start)."""
         if self.train_counts is None or self.train_counts_epoch != self.current_epoch:
             self.train_counts = torch.zeros(2, dtype=torch.long, device=self.device)
+            dtype = sum_dtype(self.device)  # float64 (float32 on MPS), as the manual loop sums
+            self.train_loss_sum = torch.zeros((), dtype=dtype, device=self.device)
             self.train_counts_epoch = self.current_epoch
         elif self.train_counts.device != self.device:  # restored from a checkpoint, on the CPU
             self.train_counts = self.train_counts.to(self.device)
+            self.train_loss_sum = self.train_loss_sum.to(self.device)
         self.train_counts[0] += correct.sum()
         self.train_counts[1] += len(correct)
+        self.train_loss_sum += loss.detach().to(self.train_loss_sum.dtype) * len(correct)
 
     def on_train_epoch_end(self) -> None:
         if self.train_counts is None or self.train_counts_epoch != self.current_epoch:
             return  # no training batch in this epoch
-        # Over every process's images: the sums, then one division (the manual loop's value).
+        # Over every process's images: the sums, then one division (the manual loop's values).
         correct, seen = self.trainer.strategy.reduce(self.train_counts, reduce_op="sum").tolist()
+        loss_sum = self.trainer.strategy.reduce(self.train_loss_sum, reduce_op="sum").item()
         self.log("train/acc", correct / max(seen, 1))
+        self.log("train/loss_epoch", loss_sum / max(seen, 1))
 
     def param_groups(self) -> list[dict]:
         """Named parameter groups for the optimizer; one group unless a subclass splits them."""
@@ -300,9 +312,12 @@ class ImageClassifier(LightningModule):
         # The random generators' states: a resumed run then shuffles, augments and drops out
         # exactly as the uninterrupted run would have (tests/test_manual.py checks both loops).
         checkpoint["rng_states"] = rng_states()
-        if self.train_counts is not None:  # this epoch's train/acc so far (mid-epoch stops)
-            counts = {"epoch": self.train_counts_epoch, "counts": self.train_counts.cpu()}
-            checkpoint["train_counts"] = counts
+        if self.train_counts is not None:  # this epoch's sums so far (mid-epoch stops)
+            checkpoint["train_counts"] = {
+                "epoch": self.train_counts_epoch,
+                "counts": self.train_counts.cpu(),
+                "loss_sum": self.train_loss_sum.cpu(),
+            }
         data = self.trainer.datamodule if self._trainer is not None else None
         if data is not None:  # class names, image size, normalization: for export and predict
             checkpoint["inference"] = data.inference_settings()
@@ -320,8 +335,10 @@ class ImageClassifier(LightningModule):
         if resuming_fit and "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
         if resuming_fit and "train_counts" in checkpoint:
-            self.train_counts = checkpoint["train_counts"]["counts"]
-            self.train_counts_epoch = checkpoint["train_counts"]["epoch"]
+            sums = checkpoint["train_counts"]
+            self.train_counts, self.train_counts_epoch = sums["counts"], sums["epoch"]
+            # Saved before train/loss_epoch existed: the epoch's loss sum restarts at 0.
+            self.train_loss_sum = sums.get("loss_sum", torch.zeros((), dtype=torch.float64))
 
 
 class CNNClassifier(ImageClassifier):

@@ -68,7 +68,7 @@ def test_fit_logs_tensorboard_scalars(fitted):
     events = EventAccumulator(str(fitted["log_dir"]))
     events.Reload()
     tags = events.Tags()["scalars"]
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr/model"):
+    for tag in ("train/loss", "train/acc", "train/loss_epoch", "val/loss", "val/acc", "lr/model"):
         assert tag in tags, tags
     assert len(events.Scalars("val/acc")) == 2  # one value per epoch
 

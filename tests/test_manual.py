@@ -259,9 +259,14 @@ def test_both_loops_log_the_same_tensorboard_tags_at_the_same_steps(straight, tm
         images = {"val/confusion_matrix", "val/predictions", "val/top_losses"}
         assert set(events.Tags()["images"]) == images
         assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr/model", "hp/best_val_acc"):
+    tags = ("train/loss", "train/acc", "train/loss_epoch", "val/loss", "val/acc", "lr/model",
+            "hp/best_val_acc")  # fmt: skip
+    for tag in tags:
         assert lightning[tag][0] == manual[tag][0], tag  # steps
         assert lightning[tag][1] == pytest.approx(manual[tag][1], abs=1e-6), tag  # values
+    # train/acc: the epoch's accuracy so far every log_every_n_steps, and each epoch's at its end.
+    epoch_ends = lightning["val/acc"][0]
+    assert set(epoch_ends) < set(lightning["train/acc"][0]), lightning["train/acc"][0]
     png = plot.main([str(straight["manual"].log_dir), "--output", str(tmp_path / "curves.png")])
     assert png.stat().st_size > 10_000
 

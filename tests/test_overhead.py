@@ -9,7 +9,8 @@ innermost function of this project on the stack:
 - ``check_finite`` reads the loss once per step: the NaN guarantee (a non-finite loss stops
   training before the optimizer step, tests/test_reliability.py) needs the value then;
 - the training step's own code (``training_step``, ``train_one_epoch``) reads nothing per step; the
-  loss is read for the logger every ``log_every_n_steps``; the epoch's sums once per epoch.
+  loss and the epoch's accuracy so far are read for the logger every ``log_every_n_steps``; the
+  epoch's sums once per epoch.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def check_counts(counts: collections.Counter, steps: int, logged_by: str, epoch_
     log_points = steps // LOG_EVERY
     assert steps >= 3 * LOG_EVERY  # enough steps that a read per step would show
     assert counts.pop("check_finite") == steps, counts  # the NaN check: one read per step
-    assert counts.pop(logged_by, 0) <= log_points, counts  # the logger's loss, every n steps
+    # The logger's loss and accuracy so far, every n steps: two reads at most per log point.
+    assert counts.pop(logged_by, 0) <= 2 * log_points, counts
     assert counts.pop(epoch_end, 0) <= 3 * EPOCHS, counts  # the epoch's sums, once an epoch
     assert not counts, f"other reads inside the training step: {counts}"
 

@@ -121,13 +121,13 @@ def train_one_epoch(
 
         # ---- Lightning: self.log(...) and the logger
         loss_value = loss.detach()  # a device tensor: the logger reads it every n steps only
-        log.step(state.global_step, loss_value, learning_rates)
-        state.global_step += 1
         step_losses.append(loss_value)
         state.history.step_lrs.append(learning_rates)
         loss_sum += loss_value.to(exact) * len(labels)  # float64: the sum a Python float made
         correct += (logits.detach().argmax(dim=1) == labels).sum()
         seen += len(labels)
+        log.step(state.global_step, loss_value, learning_rates, correct, seen)
+        state.global_step += 1
 
         # SIGTERM or Ctrl-C during this step, in any process: all stop after the same step.
         if distributed.any_process(bool(stop_request)):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from project.manual import distributed
@@ -61,11 +62,20 @@ class RunLog:
         if message and self.main_process:
             print(message)
 
-    def step(self, global_step: int, loss: float, learning_rates: dict[str, float]) -> None:
-        """Every ``log_every_n_steps`` steps (Lightning: Trainer(log_every_n_steps=...))."""
+    def step(
+        self,
+        global_step: int,
+        loss: torch.Tensor,
+        learning_rates: dict[str, float],
+        correct: torch.Tensor,
+        seen: int,
+    ) -> None:
+        """Every ``log_every_n_steps`` steps (Lightning: Trainer(log_every_n_steps=...)): the
+        step's loss and the epoch's accuracy so far (``correct`` of ``seen``, this process's)."""
         if (global_step + 1) % self.settings.log_every_n_steps:
             return
         self.writer.add_scalar("train/loss", loss, global_step)
+        self.writer.add_scalar("train/acc", correct.item() / seen, global_step)
         for name, lr in learning_rates.items():  # Lightning: LearningRateMonitor
             self.writer.add_scalar(f"lr/{name}", lr, global_step)
 
@@ -74,6 +84,8 @@ class RunLog:
         per_class = [tag for tag in metrics if tag.startswith("val/") and tag not in EPOCH_TAGS]
         for tag in (*EPOCH_TAGS, *per_class):  # per_class: val/f1_macro, ... (project/metrics.py)
             self.writer.add_scalar(tag, metrics[tag], step)
+        # The epoch's mean training loss (train/loss is a single step's, every n steps).
+        self.writer.add_scalar("train/loss_epoch", metrics["train/loss"], step)
         self.writer.add_scalar("epoch", epoch, step)
         # Lightning: the ValidationFigures callback. Process 0 only: it alone drew the examples.
         if self.settings.validation_figures and self.main_process:
