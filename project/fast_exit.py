@@ -3,10 +3,10 @@
 When Python exits, its cyclic garbage collector walks the objects still alive, and their
 finalizers run: after ``import project.cli`` the collector tracks about 450,000 objects (torch,
 torchvision, Lightning and what they import). On the development VM a script that only imports
-``project.cli`` spent 1.61 s after its last line, and a training run about 1.5 s from its last
+``project.cli`` spent 1.6-1.9 s after its last line, and a training run about 1.5 s from its last
 log line to the shell prompt. ``gc.freeze()`` moves every object alive into a permanent
-generation that the collector leaves alone: the same script then exits in 0.35 s, and a training
-run's exit (saving and closing included) takes 0.3-0.4 s.
+generation that the collector leaves alone: the same script then exits in 0.33-0.35 s, and a
+training run's exit (saving and closing included) takes 0.3-0.4 s.
 
 Nothing is lost by it: every file is closed by the code that wrote it before this runs
 (checkpoints are written whole; Lightning's logger ``finalize`` and the manual loop's ``RunLog``,
