@@ -158,9 +158,10 @@ class ImageClassifier(LightningModule):
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # as the logger does
             # On the CPU: the progress bar re-reads it at every refresh without touching the GPU.
             self.log("train/loss", loss.detach().cpu(), prog_bar=True)
-            # The epoch's accuracy so far (this process's images; the epoch's end adds them all).
+            # The epoch's accuracy so far (this process's images; the epoch's end adds them all),
+            # as a CPU tensor like the loss (a float would go to the device and back).
             correct_so_far, seen_so_far = self.train_counts.tolist()
-            self.log("train/acc", correct_so_far / seen_so_far)
+            self.log("train/acc", torch.tensor(correct_so_far / seen_so_far))
         return loss
 
     def _evaluate(self, batch, stage: str) -> None:
@@ -273,19 +274,22 @@ class ImageClassifier(LightningModule):
             self.train_counts_epoch = self.current_epoch
         elif self.train_counts.device != self.device:  # restored from a checkpoint, on the CPU
             self.train_counts = self.train_counts.to(self.device)
-            self.train_loss_sum = self.train_loss_sum.to(self.device)
+            if self.train_loss_sum is not None:  # saved on another device: its sum dtype here
+                self.train_loss_sum = self.train_loss_sum.to(self.device, sum_dtype(self.device))
         self.train_counts[0] += correct.sum()
         self.train_counts[1] += len(correct)
-        self.train_loss_sum += loss.detach().to(self.train_loss_sum.dtype) * len(correct)
+        if self.train_loss_sum is not None:  # None: resumed from a checkpoint without it
+            self.train_loss_sum += loss.detach().to(self.train_loss_sum.dtype) * len(correct)
 
     def on_train_epoch_end(self) -> None:
         if self.train_counts is None or self.train_counts_epoch != self.current_epoch:
             return  # no training batch in this epoch
         # Over every process's images: the sums, then one division (the manual loop's values).
         correct, seen = self.trainer.strategy.reduce(self.train_counts, reduce_op="sum").tolist()
-        loss_sum = self.trainer.strategy.reduce(self.train_loss_sum, reduce_op="sum").item()
         self.log("train/acc", correct / max(seen, 1))
-        self.log("train/loss_epoch", loss_sum / max(seen, 1))
+        if self.train_loss_sum is not None:
+            loss_sum = self.trainer.strategy.reduce(self.train_loss_sum, reduce_op="sum").item()
+            self.log("train/loss_epoch", loss_sum / max(seen, 1))
 
     def param_groups(self) -> list[dict]:
         """Named parameter groups for the optimizer; one group unless a subclass splits them."""
@@ -316,7 +320,7 @@ class ImageClassifier(LightningModule):
             checkpoint["train_counts"] = {
                 "epoch": self.train_counts_epoch,
                 "counts": self.train_counts.cpu(),
-                "loss_sum": self.train_loss_sum.cpu(),
+                "loss_sum": None if self.train_loss_sum is None else self.train_loss_sum.cpu(),
             }
         data = self.trainer.datamodule if self._trainer is not None else None
         if data is not None:  # class names, image size, normalization: for export and predict
@@ -337,8 +341,9 @@ class ImageClassifier(LightningModule):
         if resuming_fit and "train_counts" in checkpoint:
             sums = checkpoint["train_counts"]
             self.train_counts, self.train_counts_epoch = sums["counts"], sums["epoch"]
-            # Saved before train/loss_epoch existed: the epoch's loss sum restarts at 0.
-            self.train_loss_sum = sums.get("loss_sum", torch.zeros((), dtype=torch.float64))
+            # None in checkpoints saved before train/loss_epoch existed: the loss of the batches
+            # before the stop is unknown, so that epoch logs train/acc but no train/loss_epoch.
+            self.train_loss_sum = sums.get("loss_sum")
 
 
 class CNNClassifier(ImageClassifier):

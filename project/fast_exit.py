@@ -8,11 +8,14 @@ log line to the shell prompt. ``gc.freeze()`` moves every object alive into a pe
 generation that the collector leaves alone: the same script then exits in 0.33-0.35 s, and a
 training run's exit (saving and closing included) takes 0.3-0.4 s.
 
-Nothing is lost by it: every file is closed by the code that wrote it before this runs
+What still happens: the files are closed by the code that wrote them before this runs
 (checkpoints are written whole; Lightning's logger ``finalize`` and the manual loop's ``RunLog``,
-on leaving its ``with`` block, flush and close the event files); ``atexit`` handlers still run, and
-objects freed by reference counting are still freed. Only ``__main__`` blocks call it, as their
-last step: a test that calls ``main()`` in its own process keeps collecting.
+on leaving its ``with`` block, flush and close the event files); ``atexit`` handlers still run
+(multiprocessing's among them, which ends DataLoader worker processes still alive); objects freed
+by reference counting are still freed. What no longer happens: the finalizers (``__del__``) of
+objects caught in reference cycles, which Python never promised to run at exit anyway. Only
+``__main__`` blocks call it, as their last step: a test that calls ``main()`` in its own process
+keeps collecting.
 
     python -m benchmarks.startup         # table 4c: the exit after import project.cli, both ways
     python -m benchmarks.whole_process   # "exit" column: last event to the process's end

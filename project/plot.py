@@ -46,6 +46,12 @@ def plot_runs(runs: dict[str, Scalars], output: str | Path, title: str = "") -> 
         for (label, scalars), style in zip(runs.items(), ("-", "--", ":", "-."), strict=False):
             if tag in scalars:
                 steps, values = scalars[tag]
+                if tag == "train/acc" and "val/acc" in scalars:
+                    # The epochs' values only: the ones between (every log_every_n_steps) are the
+                    # epoch's accuracy so far, which starts again at each epoch.
+                    ends = set(scalars["val/acc"][0])
+                    kept = [i for i, step in enumerate(steps) if step in ends]
+                    steps, values = [steps[i] for i in kept], [values[i] for i in kept]
                 axis.plot(steps, values, style, label=label, marker="." if len(steps) < 50 else "")
         axis.set_title(tag)
         axis.grid(alpha=0.3)

@@ -81,6 +81,17 @@ def test_photos_with_a_crop_in_their_transforms_keep_twice_the_training_size(tmp
     assert plan.enabled and not plan.square and plan.side == 32
 
 
+def test_a_square_cache_over_the_budget_falls_back_to_the_usual_one(tmp_path):
+    """Enlarging small images to a large image_size can need more memory than keeping them."""
+    root = write_photos(tmp_path / "photos")  # 10 photos of 400x300
+    paths = sorted(root.rglob("*.jpg"))
+    square = plan_cache(True, paths, image_size=512, budget=10**8, square=True)
+    assert square.enabled and square.square and square.side == 512  # 7.9 MB: fits
+    fallback = plan_cache(True, paths, image_size=512, budget=5 * 10**6, square=True)
+    assert fallback.enabled and not fallback.square and fallback.estimate <= 5 * 10**6
+    assert "shorter side of at most 1024 px" in fallback.message
+
+
 def test_over_the_budget_true_is_an_error_and_auto_stays_off(tmp_path):
     root = write_photos(tmp_path / "photos", per_class=2)
     paths = [root / "cat" / f"{i}.jpg" for i in (0, 1)]

@@ -245,9 +245,27 @@ def test_lightning_saves_last_on_sigterm_and_exits_non_zero(digits_root, tmp_pat
     assert wait_for_exit(process, log) == 143
     assert "stopped by SIGTERM" in log.read_text()
     assert last.stat().st_mtime_ns > written_at_epoch_end  # written again, at the stop
-    assert load_checkpoint(last)["global_step"] > 0
+    stopped = load_checkpoint(last)
+    assert stopped["global_step"] > 0
+    # The stopped epoch's sums so far travel with it: train/acc's counts and train/loss_epoch's sum.
+    sums = stopped["train_counts"]
+    assert sums["counts"][1] > 0 and sums["loss_sum"].dtype == torch.float64, sums
+    assert sums["loss_sum"] > 0
+    # The same stop saved by a version before train/loss_epoch existed (no loss sum in it).
+    old = {**stopped, "train_counts": {"epoch": sums["epoch"], "counts": sums["counts"]}}
+    torch.save(old, tmp_path / "old.ckpt")
     resumed = lightning_main(["fit", *args, "--ckpt_path", "last"])
     assert resumed.trainer.current_epoch == 8
+    assert "train/loss_epoch" in resumed.trainer.logged_metrics
+    # Resumed from the old file, the stopped epoch logs train/acc but no train/loss_epoch (a stop
+    # between two epochs, rare, resumes at a new epoch whose sums start afresh: both are logged).
+    epoch = stopped["epoch"]
+    older = lightning_main(["fit", *args, f"--trainer.max_epochs={epoch + 1}",
+                            "--ckpt_path", str(tmp_path / "old.ckpt")])  # fmt: skip
+    assert older.trainer.current_epoch == epoch + 1
+    assert "train/acc" in older.trainer.logged_metrics
+    stopped_inside_the_epoch = sums["epoch"] == epoch
+    assert ("train/loss_epoch" in older.trainer.logged_metrics) != stopped_inside_the_epoch
 
 
 @pytest.fixture(scope="module")

@@ -172,7 +172,9 @@ def plan_cache(
     """Decide on caching ``paths`` (every split's files) for ``option``: True, False or "auto".
 
     ``budget`` in bytes; None: ``MEMORY_SHARE`` of the available memory. ``square``: every
-    transform begins with a resize to ``image_size`` x ``image_size``, so cache exactly that.
+    transform begins with a resize to ``image_size`` x ``image_size``, so cache exactly that;
+    enlarging small images can make that bigger than the usual cache, so when the square cache
+    does not fit the budget, the usual one (shorter side at most 2 x image_size) is planned.
     Raises CacheTooLarge for ``True`` when the estimate exceeds the budget.
     """
     side = image_size if square else CACHE_SIDE_FACTOR * image_size
@@ -185,6 +187,8 @@ def plan_cache(
     else:
         source = "given"
     estimate = estimate_bytes(paths, side, square)
+    if square and estimate > budget:  # small images enlarged past the budget: the usual cache
+        return plan_cache(option, paths, image_size, budget if source == "given" else None)
     size = f"at {side}x{side} px" if square else f"at a shorter side of at most {side} px"
     figures = (
         f"{len(paths)} images cached {size} need about "

@@ -276,6 +276,8 @@ class ImageDataset(Dataset):
         """
         if not self.transform_batches:
             return [self[index] for index in indices]
+        # One call for the whole batch: only right when the transform has nothing random (a
+        # random crop would be the same for every image) and the images share one size.
         images = torch.stack([self.images[index] for index in indices])
         if self.transform is not None:
             images = self.transform(images)
