@@ -12,8 +12,13 @@ import io
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +38,32 @@ def model_batches() -> Iterator[tuple[str, Callable, torch.Tensor, torch.Tensor]
     for name, (build, batch, size) in MODELS.items():
         torch.manual_seed(0)
         yield name, build, torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+
+
+@dataclass
+class FreshFit:
+    """One ``fit`` of the default config in a fresh process, as a user runs it: wall times (the
+    clock before the process started, after it ended) and its ``val/acc`` events."""
+
+    started: float
+    ended: float
+    val_acc: list  # TensorBoard ScalarEvents: .wall_time, .step, .value
+
+
+def fresh_fit(module: str, args: list[str] = (), cwd: Path | None = None) -> FreshFit:
+    """``python -m <module> fit --config configs/cnn.yaml <args>`` with its logs in a temporary
+    folder; ``cwd``: the checkout whose project runs (python -m finds it first)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with tempfile.TemporaryDirectory(prefix="bench_fresh_fit_") as log_dir:
+        command = [sys.executable, "-m", module, "fit", "--config", "configs/cnn.yaml", *args,
+                   f"--trainer.logger.init_args.save_dir={log_dir}"]  # fmt: skip
+        started = time.time()
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True, timeout=1800)
+        ended = time.time()
+        events = EventAccumulator(str(next(Path(log_dir).rglob("events.out.tfevents.*")).parent))
+        events.Reload()
+        return FreshFit(started, ended, events.Scalars("val/acc"))
 
 
 @contextlib.contextmanager

@@ -16,32 +16,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from benchmarks.common import spread, table
+from benchmarks.common import fresh_fit, spread, table
 
 TARGET = 0.99
 
 
-def one_run(log_dir: Path, tree: Path | None = None) -> tuple[float, int]:
+def one_run(tree: Path | None = None) -> tuple[float, int]:
     """(seconds from before the process start to the first val/acc >= TARGET event, its epoch),
     running the project found in ``tree`` (a checkout; None: this one)."""
-    command = [sys.executable, "-m", "project", "fit", "--config", "configs/cnn.yaml",
-               f"--trainer.logger.init_args.save_dir={log_dir}"]  # fmt: skip
-    started = time.time()
-    subprocess.run(command, cwd=tree, check=True, capture_output=True, timeout=1800)
-    run = next(log_dir.rglob("events.out.tfevents.*")).parent
-    events = EventAccumulator(str(run))
-    events.Reload()
-    for epoch, event in enumerate(events.Scalars("val/acc")):
+    run = fresh_fit("project", cwd=tree)
+    for epoch, event in enumerate(run.val_acc):
         if event.value >= TARGET:
-            return event.wall_time - started, epoch
+            return event.wall_time - run.started, epoch
     return float("nan"), -1
 
 
@@ -56,8 +45,7 @@ def main(args: list[str] | None = None) -> list[float]:
     epochs = {tree: [] for tree in options.trees}
     for _ in range(options.runs):
         for tree in options.trees:  # interleaved: a slow moment of the machine hits every tree
-            with tempfile.TemporaryDirectory(prefix="bench_tta_events_") as folder:
-                elapsed, epoch = one_run(Path(folder), tree.resolve())
+            elapsed, epoch = one_run(tree.resolve())
             seconds[tree].append(elapsed)
             epochs[tree].append(epoch)
     rows = []

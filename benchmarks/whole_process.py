@@ -19,36 +19,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from benchmarks.common import fresh_fit, spread, table
 
-from benchmarks.common import spread, table
-
-LOOPS = {"Lightning": ["-m", "project"], "manual": ["-m", "project.manual"]}
+LOOPS = {"Lightning": "project", "manual": "project.manual"}
 
 
 def one_process(loop: str, epochs: int, cwd: Path | None = None) -> dict[str, float]:
     """One fresh process of ``loop`` on the default config: its wall time and where it went."""
-    with tempfile.TemporaryDirectory(prefix="bench_whole_process_") as log_dir:
-        command = [sys.executable, *LOOPS[loop], "fit", "--config", "configs/cnn.yaml",
-                   f"--trainer.max_epochs={epochs}",
-                   f"--trainer.logger.init_args.save_dir={log_dir}"]  # fmt: skip
-        started = time.time()
-        subprocess.run(command, cwd=cwd, check=True, capture_output=True, timeout=1800)
-        ended = time.time()
-        events = EventAccumulator(str(next(Path(log_dir).rglob("events.out.tfevents.*")).parent))
-        events.Reload()
-        epoch_ends = [event.wall_time for event in events.Scalars("val/acc")]
+    run = fresh_fit(LOOPS[loop], [f"--trainer.max_epochs={epochs}"], cwd)
+    epoch_ends = [event.wall_time for event in run.val_acc]
     return {
-        "wall": ended - started,
-        "to epoch 0's end": epoch_ends[0] - started,
+        "wall": run.ended - run.started,
+        "to epoch 0's end": epoch_ends[0] - run.started,
         "per epoch": (epoch_ends[-1] - epoch_ends[0]) / max(1, len(epoch_ends) - 1),
-        "exit": ended - epoch_ends[-1],
+        "exit": run.ended - epoch_ends[-1],
     }
 
 
