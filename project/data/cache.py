@@ -125,26 +125,28 @@ def shrinker(
     return shrink
 
 
-def estimate_bytes(paths: Sequence[Path], side: int, square: bool = False) -> int:
-    """Memory the cache would take: the mean cached size of a sample of headers x the count.
-
-    Only headers are read (PIL opens lazily). Unreadable files are left out of the sample; they
-    fail later, when decoded, with their own error.
-    """
-    if not paths:
-        return 0
+def sampled_sizes(paths: Sequence[Path]) -> list[tuple[int, int]]:
+    """(width, height) of up to ``SAMPLE_FILES`` files spread over ``paths``, from their headers
+    only (PIL opens lazily). Unreadable files are left out; they fail later, when decoded, with
+    their own error."""
     step = max(1, len(paths) // SAMPLE_FILES)
     sizes = []
     for path in paths[::step][:SAMPLE_FILES]:
         try:
             with Image.open(path) as image:
-                width, height = cached_size(*image.size, side, square)
+                sizes.append(image.size)
         except Exception:  # noqa: BLE001 - any unreadable header: its decode reports it later
             continue
-        sizes.append(3 * width * height + OVERHEAD_BYTES)
+    return sizes
+
+
+def estimate_bytes(sizes: Sequence[tuple[int, int]], count: int, side: int, square: bool) -> int:
+    """Memory the cache of ``count`` images would take: the sample's mean cached size x count."""
     if not sizes:
         return 0
-    return round(sum(sizes) / len(sizes) * len(paths))
+    cached = [cached_size(width, height, side, square) for width, height in sizes]
+    per_image = [3 * width * height + OVERHEAD_BYTES for width, height in cached]
+    return round(sum(per_image) / len(per_image) * count)
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,8 @@ def plan_cache(
     does not fit the budget, the usual one (shorter side at most 2 x image_size) is planned.
     Raises CacheTooLarge for ``True`` when the estimate exceeds the budget.
     """
-    side = image_size if square else CACHE_SIDE_FACTOR * image_size
     if option is False or option == "false":
+        side = image_size if square else CACHE_SIDE_FACTOR * image_size
         return CachePlan(False, side, 0, 0, "cache_images: false, images are read every epoch")
     if budget is None:
         available = available_memory()
@@ -186,9 +188,13 @@ def plan_cache(
         source = f"{MEMORY_SHARE:.0%} of the {gigabytes(available)} of memory available"
     else:
         source = "given"
-    estimate = estimate_bytes(paths, side, square)
-    if square and estimate > budget:  # small images enlarged past the budget: the usual cache
-        return plan_cache(option, paths, image_size, budget if source == "given" else None)
+    sizes = sampled_sizes(paths)  # the headers are read once, for either size of cache
+    estimate = estimate_bytes(sizes, len(paths), image_size, square=True) if square else None
+    if estimate is not None and estimate <= budget:
+        side = image_size
+    else:  # not square, or small images enlarged past the budget: the usual cache
+        square, side = False, CACHE_SIDE_FACTOR * image_size
+        estimate = estimate_bytes(sizes, len(paths), side, square=False)
     size = f"at {side}x{side} px" if square else f"at a shorter side of at most {side} px"
     figures = (
         f"{len(paths)} images cached {size} need about "
