@@ -6,7 +6,8 @@ torchvision, Lightning and what they import). On the development VM a script tha
 ``project.cli`` spent 1.69-1.87 s after its last line, and a training run about 1.5 s from its last
 log line to the shell prompt. ``gc.freeze()`` moves every object alive into a permanent
 generation that the collector leaves alone: the same script then exits in 0.31-0.37 s, and a
-training run's exit (saving and closing included) had medians of 0.29-0.43 s (benchmarks.whole_process).
+training run's exit (saving and closing included) had medians of 0.29-0.43 s
+(``benchmarks.whole_process``).
 
 What still happens: the files are closed by the code that wrote them before this runs
 (checkpoints are written whole; Lightning's logger ``finalize`` and the manual loop's ``RunLog``,
