@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
 from project.data.check import main as check_main
 from project.data.sampling import ClassBalancedSampler, imbalance_ratio, inverse_frequency_weights
@@ -21,7 +22,7 @@ from project.data.skewed import write_skewed_folder
 from project.manual.__main__ import run as manual_run
 from project.steps import classification_loss
 
-from .helpers import CNN_CONFIG
+from .helpers import CNN_CONFIG, assert_same_tensors
 
 
 def test_inverse_frequency_weights_balance_the_classes():
@@ -133,6 +134,21 @@ def test_either_option_raises_macro_recall_over_the_plain_run(loop, skewed_root,
     assert recall["plain"] < 0.7, recall
     assert recall["weighted sampler"] > recall["plain"] + 0.1, recall
     assert recall["class weights"] > recall["plain"] + 0.1, recall
+
+
+@pytest.mark.slow
+def test_the_weighted_sampler_draws_the_same_images_in_both_loops(skewed_root, tmp_path):
+    """Bit-identical weights after 2 epochs: both loops draw the same indices in every epoch (the
+    sampler is seeded by seed + epoch; Lightning and the manual loop each call set_epoch)."""
+    args = [
+        *skewed_args(skewed_root, tmp_path / "logs"),
+        "--data.sampler=weighted",
+        "--trainer.max_epochs=2",
+        "--trainer.deterministic=true",
+    ]
+    lightning_weights = lightning_main(["fit", *args]).model.network.state_dict()
+    manual_weights = load_checkpoint(manual_run(["fit", *args]).last_checkpoint)["model"]
+    assert_same_tensors(lightning_weights, manual_weights)
 
 
 def test_class_weights_of_the_wrong_length_are_a_one_line_error(skewed_root, tmp_path, capsys):
