@@ -302,6 +302,20 @@ def test_a_trainer_option_the_manual_loop_lacks_is_refused(digits_root, tmp_path
     assert "trainer.accumulate_grad_batches=4: not implemented" in capsys.readouterr().err
 
 
+def test_another_logger_is_named_and_tensorboard_is_written(digits_root, tmp_path, capsys):
+    csv_logger = tmp_path / "csv.yaml"  # docs/own-images.md section 7's config
+    csv_logger.write_text(
+        "trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n"
+        f"    init_args: {{save_dir: {tmp_path / 'logs'}, name: cnn_csv}}\n"
+    )
+    args = [*quick_args(digits_root, tmp_path), "--config", str(csv_logger)]
+    result = manual_run(["fit", *args, "--trainer.max_epochs=1"])
+    out = capsys.readouterr().out
+    assert "trainer.logger CSVLogger: not implemented by the manual loop" in out
+    assert result.log_dir == tmp_path / "logs" / "cnn_csv" / "manual_version_0"
+    assert plot.read_scalars(result.log_dir)["val/acc"][1]  # the TensorBoard files it does write
+
+
 def test_a_diverging_loss_stops_with_epoch_and_step_and_saves_nothing(digits_root, tmp_path):
     args = [*quick_args(digits_root, tmp_path), "--model.init_args.lr=1e30"]
     with pytest.raises(FloatingPointError, match=r"at epoch 0, step \d+"):

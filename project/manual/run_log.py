@@ -51,6 +51,11 @@ class RunLog:
         distributed.barrier()  # every process has named the folder before process 0 creates it
         self.writer = SummaryWriter(self.dir) if self.main_process else distributed.NoWriter()
         self.say(f"logging to {self.dir}")
+        if settings.logger_class != "TensorBoardLogger":  # python -m project uses the one named
+            self.say(
+                f"trainer.logger {settings.logger_class or 'false'}: not implemented by the manual "
+                "loop, which writes TensorBoard files (the folder above); python -m project uses it"
+            )
         if self.main_process:  # which file went where: splits.csv (project/data/split_file.py)
             data.write_split_file(self.dir)
         if settings.hyperparameters and self.main_process:  # HyperparametersWithMetrics

@@ -91,6 +91,9 @@ class LoopSettings:
     early_stopping: EarlyStoppingSettings | None
     validation_figures: bool = False  # the config has ValidationFigures: log the same images
     hyperparameters: bool = False  # the config has HyperparametersWithMetrics: the HPARAMS tab
+    # The class the config names as trainer.logger (None: logger false). The manual loop writes
+    # TensorBoard files whatever it is, and says so when it is another (run_log.RunLog).
+    logger_class: str | None = "TensorBoardLogger"
 
 
 def build_parser() -> LightningArgumentParser:
@@ -219,7 +222,15 @@ def loop_settings(config: Namespace) -> LoopSettings:
         early_stopping=_fields(EarlyStoppingSettings, stopping[0]) if stopping else None,
         validation_figures=bool(_callbacks(trainer, "ValidationFigures")),
         hyperparameters=bool(_callbacks(trainer, "HyperparametersWithMetrics")),
+        logger_class=_logger_class(trainer.get("logger")),
     )
+
+
+def _logger_class(logger) -> str | None:
+    """The logger's class name; Lightning's default (logger null or true) is TensorBoardLogger."""
+    if hasattr(logger, "class_path"):
+        return logger.class_path.rsplit(".", 1)[-1]
+    return None if logger is False else "TensorBoardLogger"
 
 
 def _fields(settings_class, arguments: dict):
