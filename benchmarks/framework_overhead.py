@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import interleaved, quiet, ratio, spread, table
 from project.cli import main as lightning_main
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import run as manual_run
 from project.plot import read_scalars
 
 EPOCHS, REPEATS = 4, 3

@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.common import interleaved, quiet, ratio, spread, table, training_step_ms
 from project.data.datamodule import ImageDataModule
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import run as manual_run
 from project.models.cnn import SmallCNN
 
 REPEATS = 3

@@ -3,7 +3,9 @@
     python -m benchmarks.startup
 
 4c times the interpreter's exit after ``import project.cli``: from the script's last line to the
-process's end, as Python leaves it and after ``gc.freeze()`` (what project/fast_exit.py does).
+process's end, as Python leaves it and after ``gc.freeze()``. 4d times ``import project.cli``
+itself, from the interpreter's start to the line after the import, with the garbage collector
+running as usual and paused as the entry points pause it (project/collector.py does both).
 
 The first step's time after process start is in benchmarks/time_to_accuracy.py.
 """
@@ -55,6 +57,22 @@ def exit_seconds(freeze: bool) -> float:
     return time.time() - float(result.stdout)
 
 
+IMPORT_PROBES = {  # the time after the import, as the entry points import (or without the pause)
+    False: "import sys, time\nimport project.cli\n",
+    True: "import sys, time\nfrom project.collector import paused_for_imports\n"
+    "with paused_for_imports():\n    import project.cli\n",
+}
+
+
+def import_seconds(paused: bool) -> float:
+    """Seconds from before the interpreter starts to the line after ``import project.cli``."""
+    code = IMPORT_PROBES[paused] + "sys.stdout.write(repr(time.time()))"
+    started = time.time()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=120)  # fmt: skip
+    return float(result.stdout) - started
+
+
 def main() -> dict:
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -74,6 +92,13 @@ def main() -> dict:
     table("4c. The interpreter's exit after import project.cli",
           ["exit", "seconds median (min-max)"],
           [[name, spread(values, " s", 2)] for name, values in exits.items()])  # fmt: skip
+    imports: dict[str, list[float]] = {"collector as usual": [], "paused_for_imports()": []}
+    for _ in range(2 * REPEATS - 1):  # interleaved, 5 each
+        imports["collector as usual"].append(import_seconds(paused=False))
+        imports["paused_for_imports()"].append(import_seconds(paused=True))
+    table("4d. import project.cli, from the interpreter's start",
+          ["garbage collector", "seconds median (min-max)"],
+          [[name, spread(values, " s", 2)] for name, values in imports.items()])  # fmt: skip
     return times
 
 

@@ -74,7 +74,7 @@ class RecordingSampler(DistributedSampler):
 def run_manual(args: list[str]) -> None:
     """The manual loop's ``fit``, recording what each process trained on."""
     import project.manual.distributed as distributed
-    from project.manual.__main__ import run
+    from project.manual.cli import run
 
     distributed.DistributedSampler = RecordingSampler  # shard() builds its sampler from this
     networks = []

@@ -9,7 +9,7 @@ import torch
 
 from project.augment import hard_labels, mix_batch
 from project.cli import main as lightning_main
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import run as manual_run
 from project.steps import classification_loss
 
 from .helpers import CNN_CONFIG, make_class_folders

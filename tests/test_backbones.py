@@ -138,7 +138,7 @@ def test_one_epoch_through_both_loops(name, tmp_path):
     """The whole path a user takes with --model.init_args.backbone NAME: config, data, both loops.
     No callbacks (checkpoints of ViT-B with AdamW state are a gigabyte); three training steps."""
     from project.cli import main as lightning_main
-    from project.manual.__main__ import run as manual_run
+    from project.manual.cli import run as manual_run
 
     root = make_class_folders(tmp_path / "images", {"a": 8, "b": 8}, size=(40, 36))
     args = small_resnet_args(

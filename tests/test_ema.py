@@ -11,7 +11,7 @@ import torch
 
 from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
-from project.manual.__main__ import main as manual_main
+from project.manual.cli import main as manual_main
 
 from .helpers import CNN_CONFIG, CONFIGS, make_class_folders
 

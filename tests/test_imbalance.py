@@ -19,7 +19,7 @@ from project.cli import main as lightning_main
 from project.data.check import main as check_main
 from project.data.sampling import ClassBalancedSampler, imbalance_ratio, inverse_frequency_weights
 from project.data.skewed import write_skewed_folder
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import run as manual_run
 from project.steps import classification_loss
 
 from .helpers import CNN_CONFIG, assert_same_tensors

@@ -21,8 +21,8 @@ from project import compare, plot
 from project.checkpoints import load_checkpoint
 from project.classifier import CNNClassifier
 from project.cli import main as lightning_main
-from project.manual.__main__ import main as manual_main
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import main as manual_main
+from project.manual.cli import run as manual_run
 
 from .helpers import (
     CNN_CONFIG,

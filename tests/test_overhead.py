@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from project.cli import main as lightning_main
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import run as manual_run
 
 from .helpers import quick_args
 

@@ -23,8 +23,8 @@ from project.checkpoints import (
     save_atomic,
 )
 from project.cli import main as lightning_main
-from project.manual.__main__ import main as manual_main
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import main as manual_main
+from project.manual.cli import run as manual_run
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer, WeightsError
 

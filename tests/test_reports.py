@@ -12,7 +12,7 @@ from PIL import Image
 
 from project.cli import main as lightning_main
 from project.figures import TILE, prediction_grid_image
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import run as manual_run
 from project.monitoring import TopLosses, class_example_indices
 from project.reports import report_folder, write_report
 

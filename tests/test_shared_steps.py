@@ -21,8 +21,8 @@ from torch import nn
 from project.checkpoints import load_checkpoint, network_state
 from project.classifier import ImageClassifier
 from project.cli import main as lightning_main
-from project.manual.__main__ import main as manual_main
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import main as manual_main
+from project.manual.cli import run as manual_run
 
 REPO = Path(__file__).resolve().parents[1]
 CALLS: list[tuple[str, int | None]] = []  # (hook, epoch) in call order, per run

@@ -13,8 +13,8 @@ from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
 from project.data.datamodule import ImageDataModule
 from project.data.split_file import SplitFileError, split_hash
-from project.manual.__main__ import main as manual_main
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import main as manual_main
+from project.manual.cli import run as manual_run
 
 from .helpers import CNN_CONFIG, make_class_folders
 

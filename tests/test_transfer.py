@@ -21,7 +21,7 @@ from lightning.pytorch import Callback
 from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
 from project.features import FeatureCache
-from project.manual.__main__ import run as manual_run
+from project.manual.cli import run as manual_run
 from project.models.transfer import TransferNetwork
 from project.weights import main as weights_main
 

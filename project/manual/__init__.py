@@ -4,5 +4,5 @@
     python -m project.manual test --config configs/cnn.yaml --ckpt_path PATH/TO/last.ckpt
 
 loop.py is the loop itself (read it first); README.md here maps every Lightning feature to the
-function that does it; settings.py reads the LightningCLI's YAML files; __main__.py runs it.
+function that does it; settings.py reads the LightningCLI's YAML files; cli.py runs it.
 """
