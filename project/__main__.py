@@ -22,7 +22,7 @@ COMMANDS = {
 
 def run() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    with paused_for_imports():  # torch, Lightning, ...: about 0.7 s less (project/collector.py)
+    with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/collector.py)
         module = importlib.import_module(COMMANDS.get(command, "project.cli"))
     if command in COMMANDS:
         raise SystemExit(module.main(sys.argv[2:]))

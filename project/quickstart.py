@@ -36,7 +36,7 @@ def fit_then_test(args: list[str]) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    with paused_for_imports():  # torch, Lightning, ...: about 0.7 s less (project/collector.py)
+    with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/collector.py)
         import project.cli  # noqa: F401  (fit_then_test's import then finds it loaded)
     try:
         fit_then_test(sys.argv[1:])

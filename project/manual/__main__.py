@@ -11,7 +11,7 @@ this file only starts it, with the garbage collector paused while the libraries 
 from project.collector import paused_for_imports, skip_collection_at_exit
 
 if __name__ == "__main__":
-    with paused_for_imports():  # torch, torchvision, ...: about 0.7 s less (project/collector.py)
+    with paused_for_imports():  # torch, torchvision, ...: about 0.9 s less (project/collector.py)
         from project.manual.cli import main
     try:
         main()
