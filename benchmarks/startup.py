@@ -93,9 +93,10 @@ def main() -> dict:
           ["exit", "seconds median (min-max)"],
           [[name, spread(values, " s", 2)] for name, values in exits.items()])  # fmt: skip
     imports: dict[str, list[float]] = {"collector as usual": [], "paused_for_imports()": []}
-    for _ in range(2 * REPEATS - 1):  # interleaved, 5 each
-        imports["collector as usual"].append(import_seconds(paused=False))
-        imports["paused_for_imports()"].append(import_seconds(paused=True))
+    for round_ in range(2 * REPEATS - 1):  # interleaved, 5 each, each first in turn
+        for paused in (False, True) if round_ % 2 == 0 else (True, False):
+            name = "paused_for_imports()" if paused else "collector as usual"
+            imports[name].append(import_seconds(paused))
     table("4d. import project.cli, from the interpreter's start",
           ["garbage collector", "seconds median (min-max)"],
           [[name, spread(values, " s", 2)] for name, values in imports.items()])  # fmt: skip

@@ -2,6 +2,8 @@
 
     python -m benchmarks.whole_process              # 5 pairs of the default config (25 epochs)
     python -m benchmarks.whole_process --pairs 3 --epochs 10
+    python -m benchmarks.whole_process --trees /tmp/before .   # checkouts in turn, e.g. a
+        # `git worktree add /tmp/before <commit>` of the tree before a change (its data/ linked)
 
 Each pair runs ``python -m project fit --config configs/cnn.yaml`` and then
 ``python -m project.manual fit --config configs/cnn.yaml`` in fresh processes (imports, data set-up,
@@ -39,11 +41,13 @@ def one_process(loop: str, epochs: int, cwd: Path | None = None) -> dict[str, fl
     }
 
 
-def pairs(count: int, epochs: int, cwd: Path | None = None) -> dict[str, list[dict[str, float]]]:
-    runs: dict[str, list[dict[str, float]]] = {loop: [] for loop in LOOPS}
+def pairs(count: int, epochs: int, trees: list[Path | None]) -> dict:
+    """``count`` rounds; in each, every tree runs Lightning then the manual loop (interleaved)."""
+    runs = {tree: {loop: [] for loop in LOOPS} for tree in trees}
     for _ in range(count):
-        for loop in LOOPS:
-            runs[loop].append(one_process(loop, epochs, cwd))
+        for tree in trees:
+            for loop in LOOPS:
+                runs[tree][loop].append(one_process(loop, epochs, tree))
     return runs
 
 
@@ -51,23 +55,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--trees", nargs="+", type=Path, default=None, help="checkouts in turn")
     options = parser.parse_args(argv if argv is not None else [])
-    runs = pairs(options.pairs, options.epochs)
-    times = {loop: [run["wall"] for run in loop_runs] for loop, loop_runs in runs.items()}
-    ratios = [lit / man for lit, man in zip(times["Lightning"], times["manual"], strict=True)]
-    parts = ["to epoch 0's end", "per epoch", "exit"]
-    table(
-        f"11. Whole process, configs/cnn.yaml ({options.epochs} epochs, precision auto), "
-        f"{options.pairs} interleaved pairs (goal: Lightning / manual <= 1.05)",
-        ["loop", "wall time median (min-max)", *parts],
-        [
-            [loop, spread(times[loop], " s", 1)]
-            + [f"{statistics.median(run[part] for run in loop_runs):.2f} s" for part in parts]
-            for loop, loop_runs in runs.items()
-        ]
-        + [["ratio Lightning / manual, per pair", spread(ratios, "", 3), "", "", ""]],
-    )
-    return {"times": times, "ratio_median": statistics.median(ratios), "ratios": ratios}
+    trees = [tree.resolve() for tree in options.trees] if options.trees else [None]
+    all_runs = pairs(options.pairs, options.epochs, trees)
+    results = {}
+    for tree, runs in all_runs.items():
+        times = {loop: [run["wall"] for run in loop_runs] for loop, loop_runs in runs.items()}
+        ratios = [lit / man for lit, man in zip(times["Lightning"], times["manual"], strict=True)]
+        parts = ["to epoch 0's end", "per epoch", "exit"]
+        table(
+            f"11. Whole process{f' ({tree})' if tree else ''}, configs/cnn.yaml ({options.epochs} "
+            f"epochs, precision auto), {options.pairs} interleaved pairs (goal: Lightning / manual"
+            " <= 1.05)",
+            ["loop", "wall time median (min-max)", *parts],
+            [
+                [loop, spread(times[loop], " s", 1)]
+                + [f"{statistics.median(run[part] for run in loop_runs):.2f} s" for part in parts]
+                for loop, loop_runs in runs.items()
+            ]
+            + [["ratio Lightning / manual, per pair", spread(ratios, "", 3), "", "", ""]],
+        )
+        median = statistics.median(ratios)
+        results[tree] = {"times": times, "ratio_median": median, "ratios": ratios}
+    return results[None] if options.trees is None else results
 
 
 if __name__ == "__main__":

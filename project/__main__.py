@@ -11,7 +11,7 @@ import sys
 
 from project.collector import paused_for_imports, skip_collection_at_exit
 
-# Separate paths: checking data and exporting a model need no Trainer.
+# Commands with their own argument parser (not LightningCLI's subcommands).
 COMMANDS = {
     "check": "project.data.check",  # the data check
     "export": "project.export",  # ONNX export
@@ -21,16 +21,17 @@ COMMANDS = {
 
 
 def run() -> None:
+    """The command line (``python -m project`` and the ``image-classifier`` script)."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/collector.py)
-        module = importlib.import_module(COMMANDS.get(command, "project.cli"))
-    if command in COMMANDS:
-        raise SystemExit(module.main(sys.argv[2:]))
-    module.main()  # fit / validate / test / predict: LightningCLI (project/cli.py)
+    try:
+        with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/collector.py)
+            module = importlib.import_module(COMMANDS.get(command, "project.cli"))
+        if command in COMMANDS:
+            raise SystemExit(module.main(sys.argv[2:]))
+        module.main()  # fit / validate / test / predict: LightningCLI (project/cli.py)
+    finally:  # a command line's exit: about 1 s less (project/collector.py)
+        skip_collection_at_exit()
 
 
 if __name__ == "__main__":
-    try:
-        run()
-    finally:  # a command line's exit: about 1 s less (project/collector.py)
-        skip_collection_at_exit()
+    run()

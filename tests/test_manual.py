@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from project import compare, plot
@@ -23,6 +25,8 @@ from project.classifier import CNNClassifier
 from project.cli import main as lightning_main
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
+from project.manual.run_log import other_loggers_note
+from project.manual.settings import logger_classes
 
 from .helpers import (
     CNN_CONFIG,
@@ -181,7 +185,9 @@ def test_manual_resume_last_finds_the_newest_last_checkpoint(straight, tmp_path,
         target.write_bytes((straight["manual"].log_dir / "checkpoints" / source).read_bytes())
     args = [*straight["args"], f"--trainer.logger.init_args.save_dir={tmp_path}"]
     resumed = manual_run(["fit", *args, "--resume", "last"])
-    assert f"resumed from {runs}/manual_version_3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"resumed from {runs}/manual_version_3" in out
+    assert "not implemented by the manual loop" not in out  # the default logger is TensorBoard
     assert resumed.log_dir == runs / "manual_version_4"  # a restart opens a new version
     assert len(resumed.history.epochs) == 1  # only the missing second epoch ran
     expected = load_checkpoint(straight["manual"].log_dir / "checkpoints" / "epoch1.ckpt")
@@ -314,6 +320,32 @@ def test_another_logger_is_named_and_tensorboard_is_written(digits_root, tmp_pat
     assert "trainer.logger CSVLogger: not implemented by the manual loop" in out
     assert result.log_dir == tmp_path / "logs" / "cnn_csv" / "manual_version_0"
     assert plot.read_scalars(result.log_dir)["val/acc"][1]  # the TensorBoard files it does write
+
+
+class TensorBoardSubclass(TensorBoardLogger):
+    """A user's own TensorBoard logger: the manual loop's TensorBoard files are what it writes."""
+
+
+@pytest.mark.parametrize(
+    ("logger", "line"),
+    [
+        (None, None),  # Lightning's default logger
+        (f"{__name__}.TensorBoardSubclass", None),
+        ("lightning.pytorch.loggers.CSVLogger", "trainer.logger CSVLogger: not implemented"),
+        (
+            ["lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.CSVLogger"],
+            "trainer.logger CSVLogger: not implemented",
+        ),
+        (False, "trainer.logger false: python -m project writes no logs"),
+    ],
+)
+def test_the_line_about_other_loggers(logger, line):
+    if isinstance(logger, str):
+        logger = Namespace(class_path=logger)
+    elif isinstance(logger, list):
+        logger = [Namespace(class_path=path) for path in logger]
+    note = other_loggers_note(logger_classes(logger))
+    assert note is None if line is None else note.startswith(line), note
 
 
 def test_a_diverging_loss_stops_with_epoch_and_step_and_saves_nothing(digits_root, tmp_path):

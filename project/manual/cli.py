@@ -78,4 +78,3 @@ def main(args: list[str] | None = None) -> None:
     # (project/errors.py): bad input 2, a NaN loss 1, SIGTERM 143, Ctrl-C 130.
     with exit_on_error():
         run(args)
-

@@ -40,6 +40,22 @@ def next_log_dir(settings: LoopSettings) -> Path:
     return settings.log_root / f"manual_version_{max(taken, default=-1) + 1}"
 
 
+def other_loggers_note(logger_classes: tuple[str, ...]) -> str | None:
+    """One line when the config names loggers other than TensorBoard (None when it does not)."""
+    if not logger_classes:
+        return (
+            "trainer.logger false: python -m project writes no logs; the manual loop writes "
+            "TensorBoard files (the folder above)"
+        )
+    others = [name for name in logger_classes if name != "TensorBoardLogger"]
+    if not others:
+        return None
+    return (
+        f"trainer.logger {', '.join(others)}: not implemented by the manual loop, which writes "
+        "TensorBoard files (the folder above); python -m project uses it"
+    )
+
+
 class RunLog:
     """One run's TensorBoard folder and console lines; only process 0 writes."""
 
@@ -51,11 +67,7 @@ class RunLog:
         distributed.barrier()  # every process has named the folder before process 0 creates it
         self.writer = SummaryWriter(self.dir) if self.main_process else distributed.NoWriter()
         self.say(f"logging to {self.dir}")
-        if settings.logger_class != "TensorBoardLogger":  # python -m project uses the one named
-            self.say(
-                f"trainer.logger {settings.logger_class or 'false'}: not implemented by the manual "
-                "loop, which writes TensorBoard files (the folder above); python -m project uses it"
-            )
+        self.say(other_loggers_note(settings.logger_classes))
         if self.main_process:  # which file went where: splits.csv (project/data/split_file.py)
             data.write_split_file(self.dir)
         if settings.hyperparameters and self.main_process:  # HyperparametersWithMetrics

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from project.classifier import ImageClassifier
 from project.cli import Trainer
@@ -91,9 +92,10 @@ class LoopSettings:
     early_stopping: EarlyStoppingSettings | None
     validation_figures: bool = False  # the config has ValidationFigures: log the same images
     hyperparameters: bool = False  # the config has HyperparametersWithMetrics: the HPARAMS tab
-    # The class the config names as trainer.logger (None: logger false). The manual loop writes
-    # TensorBoard files whatever it is, and says so when it is another (run_log.RunLog).
-    logger_class: str | None = "TensorBoardLogger"
+    # The class names of the config's trainer.logger, a TensorBoardLogger subclass counted as
+    # "TensorBoardLogger"; () for logger false. The manual loop writes TensorBoard files whatever
+    # they are, and says so when they differ (run_log.RunLog).
+    logger_classes: tuple[str, ...] = ("TensorBoardLogger",)
 
 
 def build_parser() -> LightningArgumentParser:
@@ -222,15 +224,24 @@ def loop_settings(config: Namespace) -> LoopSettings:
         early_stopping=_fields(EarlyStoppingSettings, stopping[0]) if stopping else None,
         validation_figures=bool(_callbacks(trainer, "ValidationFigures")),
         hyperparameters=bool(_callbacks(trainer, "HyperparametersWithMetrics")),
-        logger_class=_logger_class(trainer.get("logger")),
+        logger_classes=logger_classes(trainer.get("logger")),
     )
 
 
-def _logger_class(logger) -> str | None:
-    """The logger's class name; Lightning's default (logger null or true) is TensorBoardLogger."""
-    if hasattr(logger, "class_path"):
-        return logger.class_path.rsplit(".", 1)[-1]
-    return None if logger is False else "TensorBoardLogger"
+def logger_classes(logger) -> tuple[str, ...]:
+    """The class name of each configured logger (one or a list); Lightning's default, for logger
+    null or true, is TensorBoardLogger."""
+    if logger is False:
+        return ()
+    if logger in (None, True):
+        return ("TensorBoardLogger",)
+    names = []
+    for entry in logger if isinstance(logger, list) else [logger]:
+        module_name, class_name = entry.class_path.rsplit(".", 1)
+        logger_class = getattr(importlib.import_module(module_name), class_name, None)
+        tensorboard = isinstance(logger_class, type) and issubclass(logger_class, TensorBoardLogger)
+        names.append("TensorBoardLogger" if tensorboard else class_name)
+    return tuple(names)
 
 
 def _fields(settings_class, arguments: dict):
