@@ -12,7 +12,9 @@ between them and cost about 1 s.
   leave alone, and the collector runs again as usual for what training creates (its cycles are
   still freed). On the development VM ``import project.cli``, from the interpreter's start, took
   3.96 s instead of 4.87 s (medians of 5 interleaved runs; ``python -m benchmarks.startup``,
-  table 4d), and a default ``fit`` reached the end of its first epoch about 1.3 s sooner.
+  table 4d); a default ``fit`` reached the end of its first epoch 1.3-1.8 s sooner with
+  Lightning, 0.3-1.1 s with the manual loop (``python -m benchmarks.whole_process --trees``,
+  two interleaved runs against the commit before).
 - ``skip_collection_at_exit()``: when Python exits it walks the objects still alive once more and
   runs their finalizers; ``gc.freeze()`` as the last step skips that walk. A script that only
   imports ``project.cli`` spent 1.69-1.87 s after its last line, 0.31-0.37 s with the freeze
