@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,11 +88,15 @@ def machine() -> str:
     )
 
 
-def interleaved(candidates: dict[str, Callable[[], float]], repeats: int) -> dict[str, list]:
-    """Call each candidate in turn, ``repeats`` rounds; each result list holds what it returned."""
-    results: dict[str, list] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, measure in candidates.items():
+def interleaved(
+    candidates: dict[Any, Callable[[], Any]], repeats: int, alternate: bool = False
+) -> dict[Any, list]:
+    """Call each candidate in turn, ``repeats`` rounds; each result list holds what it returned.
+    ``alternate``: every other round in reverse order, so no candidate always runs first."""
+    results: dict[Any, list] = {name: [] for name in candidates}
+    for round_ in range(repeats):
+        order = list(candidates.items())
+        for name, measure in reversed(order) if alternate and round_ % 2 else order:
             results[name].append(measure())
     return results
 

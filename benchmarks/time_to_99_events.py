@@ -15,11 +15,12 @@ the process with a callback that stops the run.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.common import fresh_fit, spread, table
+from benchmarks.common import fresh_fit, interleaved, spread, table
 
 TARGET = 0.99
 
@@ -41,13 +42,11 @@ def main(args: list[str] | None = None) -> list[float]:
         "--trees", nargs="+", type=Path, default=[Path(".")], help="checkouts to run in turn"
     )
     options = parser.parse_args(args if args is not None else [])  # run_all: the defaults
-    seconds = {tree: [] for tree in options.trees}
-    epochs = {tree: [] for tree in options.trees}
-    for _ in range(options.runs):
-        for tree in options.trees:  # interleaved: a slow moment of the machine hits every tree
-            elapsed, epoch = one_run(tree.resolve())
-            seconds[tree].append(elapsed)
-            epochs[tree].append(epoch)
+    # Interleaved: a slow moment of the machine hits every tree.
+    runs = {tree: functools.partial(one_run, tree.resolve()) for tree in options.trees}
+    results = interleaved(runs, options.runs)  # tree: [(seconds, epoch), ...]
+    seconds = {tree: [elapsed for elapsed, _ in result] for tree, result in results.items()}
+    epochs = {tree: [epoch for _, epoch in result] for tree, result in results.items()}
     rows = []
     for tree in options.trees:
         name = "" if len(options.trees) == 1 else f"{tree}: "

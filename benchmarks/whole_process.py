@@ -20,11 +20,12 @@ imports, set-up and the first epoch), "per epoch" after that (training and valid
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.common import fresh_fit, spread, table
+from benchmarks.common import fresh_fit, interleaved, spread, table
 
 LOOPS = {"Lightning": "project", "manual": "project.manual"}
 
@@ -43,12 +44,13 @@ def one_process(loop: str, epochs: int, cwd: Path | None = None) -> dict[str, fl
 
 def pairs(count: int, epochs: int, trees: list[Path | None]) -> dict:
     """``count`` rounds; in each, every tree runs Lightning then the manual loop (interleaved)."""
-    runs = {tree: {loop: [] for loop in LOOPS} for tree in trees}
-    for _ in range(count):
-        for tree in trees:
-            for loop in LOOPS:
-                runs[tree][loop].append(one_process(loop, epochs, tree))
-    return runs
+    processes = {
+        (tree, loop): functools.partial(one_process, loop, epochs, tree)
+        for tree in trees
+        for loop in LOOPS
+    }
+    results = interleaved(processes, count)
+    return {tree: {loop: results[tree, loop] for loop in LOOPS} for tree in trees}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         median = statistics.median(ratios)
         results[tree] = {"times": times, "ratio_median": median, "ratios": ratios}
-    return results[None] if options.trees is None else results
+    return results  # by tree; None: this checkout
 
 
 if __name__ == "__main__":
