@@ -181,7 +181,9 @@ def plan_cache(
     """
     if option is False or option == "false":
         side = image_size if square else CACHE_SIDE_FACTOR * image_size
-        return CachePlan(False, side, 0, 0, "cache_images: false, images are read every epoch")
+        return CachePlan(
+            False, side, 0, 0, "cache_images: false, images are read every epoch", square
+        )
     if budget is None:
         available = available_memory()
         budget = int(MEMORY_SHARE * available)

@@ -42,6 +42,7 @@ from project.data.transforms import (
     BatchRandomAffine,
     channel_mean_std,
     eval_transform,
+    only_square_resize,
     resize,
     train_transform,
 )
@@ -312,11 +313,9 @@ class ImageDataModule(LightningDataModule):
             self._scan()
             paths = [path for samples in self._samples.values() for path, _ in samples]
             option = self.hparams.cache_images
-            # "digits"/"none" training and square evaluation all begin with the same resize to
-            # image_size x image_size: the cache can hold that, and no epoch repeats it.
-            square = self.hparams.augmentation in ("digits", "none") and (
-                self.eval_crop_ratio() is None
-            )
+            # Every transform begins with the same resize to image_size x image_size: the cache
+            # can hold that, and no epoch repeats it.
+            square = only_square_resize(self.hparams.augmentation, self.eval_crop_ratio())
             self._cache_plan = plan_cache(option, paths, self.hparams.image_size, square=square)
             if option == "auto":
                 rank_zero_info(self._cache_plan.message)

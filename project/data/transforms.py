@@ -69,6 +69,13 @@ def eval_transform(
     return v2.Compose([*size, *to_normalized_float(mean, std)])
 
 
+def only_square_resize(augmentation: Augmentation, crop_ratio: float | None) -> bool:
+    """Whether both transforms are ``resize(image_size)`` then normalizing, nothing random per
+    image ("digits" moves its random affine to the batch; square evaluation). The DataModule then
+    caches the resized images and transforms whole batches (project/data/cache.py, datasets.py)."""
+    return augmentation in ("digits", "none") and crop_ratio is None
+
+
 def train_transform(
     image_size: int, mean: Sequence[float], std: Sequence[float], augmentation: Augmentation
 ) -> v2.Compose:
