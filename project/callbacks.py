@@ -171,7 +171,9 @@ class HyperparametersWithMetrics(Callback):
         self.best_val_acc, self.final_val_loss = 0.0, 0.0
         if isinstance(trainer.logger, TensorBoardLogger):
             params = hyperparameters(
-                dict(pl_module.hparams), dict(trainer.datamodule.hparams), type(pl_module)
+                dict(pl_module.hparams),
+                dict(trainer.datamodule.hparams),
+                type(pl_module).__name__,
             )
             trainer.logger.log_hyperparams(params, {name: 0.0 for name in FINAL_METRICS})
 

@@ -18,7 +18,7 @@ checkpoint recorded an LR training never used. Here the search runs on a Trainer
 no epoch limit (so ``num_training`` steps always run, whatever the dataset size; only a diverging
 loss stops it early, and that is said), without logger or checkpoints; the model's weights are
 restored afterwards and nothing is written but the two files above. You then train with the
-number you choose: ``--model.init_args.lr X``.
+number you choose: ``--model.init_args.optimizer.init_args.lr X``.
 
 With schedule onecycle (the default) ``lr`` is the peak of the cycle; the range test's suggestion
 is a rate where the loss falls fastest at a constant rate, so it is a lower bound for that peak
@@ -166,7 +166,7 @@ def run(args: list[str] | None = None) -> dict:
         print("  no suggestion (too few points): raise --num_training")
     else:
         print(f"  suggested lr: {suggestion:.3g} (steepest fall of the loss)")
-        print(f"  train with: --model.init_args.lr {suggestion:.3g}")
+        print(f"  train with: --model.init_args.optimizer.init_args.lr {suggestion:.3g}")
     print(f"  plot: {plot}  (values: {plot.with_suffix('.csv')})")
     return {"suggestion": suggestion, "steps": steps, "min_loss_lr": min_loss_lr, "plot": plot}
 

@@ -34,9 +34,9 @@ FINAL_METRICS = ("hp/best_val_acc", "hp/final_val_loss")
 GRID_IMAGES = 16  # validation images shown in val/predictions
 
 
-def hyperparameters(model_hparams: dict, data_hparams: dict, model_class: type) -> dict:
+def hyperparameters(model_hparams: dict, data_hparams: dict, model_name: str) -> dict:
     """model/* and data/* settings as TensorBoard accepts them (numbers, strings, booleans)."""
-    flat = {"model/class": model_class.__name__}
+    flat = {"model/class": model_name}
     for prefix, values in (("model", model_hparams), ("data", data_hparams)):
         for key, value in values.items():
             if key.startswith("_"):

@@ -7,12 +7,13 @@ Read it top to bottom next to project/classifier.py. ``train_one_epoch()`` is on
 training data (Lightning: its fit loop calling ``training_step``), ``evaluate()`` one pass over
 validation or test data (``validation_step`` / ``test_step``), and ``fit()`` the whole run
 (``trainer.fit()``). Each step says what Lightning does there instead ("Lightning: ...").
+No Lightning is imported, here or in anything this loop uses.
 
-It trains the same network (``classifier.network``, a plain nn.Module from project/models/) on the
-same DataLoaders (project/data/datamodule.py) with the same forward pass and loss
-(project/steps.py) and the same optimizer and schedule (project/optim.py) as
-``python -m project fit``; tests/test_manual.py proves the two loops end with bit-identical
-weights. What keeps a long run safe lives in modules named for what they do, called by name here:
+It trains the same recipe (project/core/recipe.py: the network, a plain nn.Module from
+project/models/, its loss, MixUp/CutMix, parameter groups, optimizer and schedule) on the same
+DataLoaders (``ImageData``, project/data/pipeline.py) as ``python -m project fit``, whose
+LightningModule wraps the same recipe; tests/test_manual.py proves the two loops end with
+bit-identical weights. What keeps a long run safe lives in modules named for what they do:
 
     project/manual/run_state.py     what a checkpoint holds: save() and restore()
     project/manual/callbacks.py     EarlyStopping, BestCheckpoint, LatestCheckpoint
@@ -37,11 +38,17 @@ from torch.utils.data import DataLoader
 
 from project.augment import hard_labels
 from project.checkpoints import restore_rng_states, rng_states
-from project.classifier import ImageClassifier, prepare_network
-from project.data.datamodule import ImageDataModule
+from project.core.recipe import ClassifierRecipe
+from project.data.pipeline import ImageData
 from project.manual import distributed, replay
 from project.manual.callbacks import BestCheckpoint, EarlyStopping, LatestCheckpoint
-from project.manual.optimization import autocast, clip_gradients, configure_optimizers, grad_scaler
+from project.manual.optimization import (
+    autocast,
+    batch_limit,
+    clip_gradients,
+    configure_optimizers,
+    grad_scaler,
+)
 from project.manual.replay import MidEpoch
 from project.manual.run_log import RunLog
 from project.manual.run_state import History, RunState, checkpoint_identity, read_resume_checkpoint
@@ -49,7 +56,8 @@ from project.manual.settings import LoopSettings
 from project.manual.signals import StopRequest, TrainingInterrupted
 from project.metrics import EvaluationMetrics
 from project.monitoring import TopLosses, class_example_indices, predict_examples
-from project.steps import check_finite, forward, sum_dtype
+from project.optim import step_scheduler
+from project.steps import check_finite, sum_dtype
 
 
 @dataclass
@@ -67,8 +75,8 @@ def train_one_epoch(
     state: RunState,
     model: nn.Module,
     loader: DataLoader,
-    classifier: ImageClassifier,
-    data: ImageDataModule,
+    classifier: ClassifierRecipe,
+    data: ImageData,
     settings: LoopSettings,
     log: RunLog,
     stop_request: StopRequest | None = None,
@@ -81,6 +89,7 @@ def train_one_epoch(
     """
     network, optimizer, scaler = state.network, state.optimizer, state.scaler
     network.train()  # dropout on, BatchNorm learns batch statistics (Lightning: model.train())
+    optimizer.zero_grad(set_to_none=True)  # no gradient left from before (Lightning: the same)
     epoch_start_rng = rng_states()  # a mid-epoch checkpoint replays the data order from here
     # The epoch's sums stay on the device: adding to them reads nothing back (on a GPU, a read
     # waits for the GPU). They, and the step losses, are read once, at the end of the epoch.
@@ -96,8 +105,12 @@ def train_one_epoch(
         return loss_sum.item(), int(correct.item()), seen
 
     skip, stop_rng = (resume_at.batches_done, resume_at.stop_rng) if resume_at else (0, None)
+    batches = batch_limit(len(loader), settings.limit_train_batches)  # Lightning: limit_train_...
+    every = settings.accumulate_grad_batches  # one optimizer step every `every` batches
 
     for batch_index, (images, labels) in replay.batches(loader, skip, stop_rng):
+        if batch_index >= batches:
+            break
         # One device for the model and the batch (Lightning: transfer_batch_to_device).
         images = images.to(settings.device, non_blocking=True)
         labels = labels.to(settings.device, non_blocking=True)
@@ -105,19 +118,25 @@ def train_one_epoch(
         images, targets = classifier.mix(images, labels)  # MixUp / CutMix, when configured
         labels = hard_labels(targets)  # for accuracy (the labels themselves when not mixed)
         learning_rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
+        # The last batch of an accumulation, or of the epoch: the optimizer steps after it.
+        steps_now = (batch_index + 1) % every == 0 or batch_index + 1 == batches
 
         # ---- Lightning: training_step, and the optimizer closure around it
-        optimizer.zero_grad(set_to_none=True)  # forget the last batch's gradients (None: no memset)
         with autocast(settings):  # mixed precision (Lightning: the precision plugin)
-            logits = forward(model, images, classifier.hparams.channels_last)
+            logits = classifier.forward(images, model)
             loss = classifier.loss(logits, targets)
         check_finite(loss, state.epoch, state.global_step, distributed.any_process)  # NaN: stop
-        scaler.scale(loss).backward()  # gradients (scaled only under float16)
-        clip_gradients(network, optimizer, scaler, settings)  # Lightning: gradient_clip_val
-        scaler.step(optimizer)  # the update (skipped if float16 gradients overflowed)
-        scaler.update()
-        if state.interval == "step":
-            state.scheduler.step()  # per-batch schedules (Lightning: interval "step")
+        # Accumulated gradients add up: each batch's share is loss / every (Lightning divides
+        # the same way); with every = 1 this is the plain loss.
+        scaler.scale(loss / every if every > 1 else loss).backward()  # scaled only under float16
+        if steps_now:
+            clip_gradients(network, optimizer, scaler, settings)  # Lightning: gradient_clip_val
+            scaler.step(optimizer)  # the update (skipped if float16 gradients overflowed)
+            scaler.update()
+            # Forget these gradients before the next batch adds its own (set_to_none: no memset).
+            optimizer.zero_grad(set_to_none=True)
+            if state.interval == "step":
+                step_scheduler(state.schedule)  # per-batch schedules (Lightning: "step")
 
         # ---- Lightning: self.log(...) and the logger
         loss_value = loss.detach()  # a device tensor: the logger reads it every n steps only
@@ -126,6 +145,8 @@ def train_one_epoch(
         loss_sum += loss_value.to(exact) * len(labels)  # float64: the sum a Python float made
         correct += (logits.detach().argmax(dim=1) == labels).sum()
         seen += len(labels)
+        if not steps_now:
+            continue  # mid-accumulation: no step to log, count, or stop after
         log.step(state.global_step, loss_value, learning_rates, correct, seen)
         state.global_step += 1
 
@@ -147,14 +168,14 @@ def train_one_epoch(
 def evaluate(
     network: nn.Module,
     loader: DataLoader,
-    classifier: ImageClassifier,
+    classifier: ClassifierRecipe,
     settings: LoopSettings,
     max_batches: int | None = None,
 ) -> dict:
     """Mean loss and accuracy over ``loader`` (Lightning: the validation/test loop), with the
     per-class metrics (their confusion matrix draws val/confusion_matrix) and the top losses."""
     network.eval()  # dropout off, BatchNorm uses its running statistics (Lightning: model.eval())
-    classes = classifier.hparams.num_classes
+    classes = classifier.num_classes
     # Summed on the device, read once at the end (as Lightning's validation_step does).
     loss_sum = torch.zeros((), dtype=sum_dtype(settings.device), device=settings.device)
     seen = 0
@@ -167,7 +188,7 @@ def evaluate(
             images = images.to(settings.device, non_blocking=True)
             labels = labels.to(settings.device, non_blocking=True)
             with autocast(settings):
-                logits = forward(network, images, classifier.hparams.channels_last)
+                logits = classifier.forward(images, network)
                 loss = classifier.loss(logits, labels)
             loss_sum += loss.to(loss_sum.dtype) * len(labels)  # the mean is weighted by images
             seen += len(labels)
@@ -191,8 +212,8 @@ def evaluate(
 
 def fit(
     settings: LoopSettings,
-    data: ImageDataModule,
-    classifier: ImageClassifier,
+    data: ImageData,
+    classifier: ClassifierRecipe,
     resume: str | Path | None = None,
     config: dict | None = None,
     stop_request: StopRequest | None = None,
@@ -211,20 +232,23 @@ def fit(
     # Several processes: each gets its share of every epoch, shuffled with the same seed.
     train_loader = distributed.shard(data.train_dataloader(), True, torch.initial_seed() % 2**31)
     val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
+    classifier.check_data("fit", data.hparams.augmentation)  # Lightning: setup("fit")
     network = classifier.network.to(settings.device)  # Lightning: moves the module for us
-    prepare_network(network, classifier.hparams.channels_last, classifier.hparams.compile)
+    classifier.prepare_network()  # channels_last, compile (Lightning: configure_model)
     if resume is None:  # pretrained weights, if the model has any (Lightning: setup("fit"))
         classifier.load_pretrained_weights()
-    optimizer, scheduler, interval = configure_optimizers(classifier, len(train_loader), settings)
-    with RunLog(settings, classifier, data) as log:  # Lightning: the logger
+    schedule = configure_optimizers(classifier, len(train_loader), settings)
+    optimizer, scheduler, interval = schedule.optimizer, schedule.scheduler, schedule.interval
+    identity = checkpoint_identity(classifier, data, config)  # what every checkpoint says
+    with RunLog(settings, identity["hyper_parameters"], data) as log:  # Lightning: the logger
         # Lightning: the ModelCheckpoint and EarlyStopping callbacks of the same config.
         folder = log.dir / "checkpoints"
         best = BestCheckpoint(settings.checkpoint, folder)
         latest = LatestCheckpoint(settings.latest_filename, folder)
         stopping = EarlyStopping(settings.early_stopping)
         state = RunState(network, optimizer, scheduler, interval, grad_scaler(settings),
-                         [best, stopping], checkpoint_identity(classifier, data, config),
-                         writes=log.main_process)  # fmt: skip
+                         [best, stopping], identity,
+                         writes=log.main_process, schedule=schedule)  # fmt: skip
         resume_at = None
         if resume is not None:  # Lightning: trainer.fit(..., ckpt_path=...)
             checkpoint, path = read_resume_checkpoint(resume, settings)
@@ -252,13 +276,14 @@ def fit(
             if stopped_at is not None:  # a signal: save exactly where we are, then stop
                 path = state.save(folder / "last.ckpt", {}, stopped_at)
                 raise TrainingInterrupted.saved(stop_request, state.epoch, state.global_step, path)
-            if interval == "epoch":
-                scheduler.step()  # per-epoch schedules (Lightning: lr_scheduler interval "epoch")
             # ---- validation, then the callbacks (Lightning: validation_step, on_validation_end)
-            val = evaluate(network, val_loader, classifier, settings)
+            val_batches = batch_limit(len(val_loader), settings.limit_val_batches)
+            val = evaluate(network, val_loader, classifier, settings, val_batches)
             if settings.validation_figures and log.main_process:  # every class in val/predictions
                 val["examples"] = class_examples(network, data, classifier, settings)
             metrics = epoch_metrics(sums, val, started)
+            if interval == "epoch":  # after validation: ReduceLROnPlateau reads its metric
+                step_scheduler(schedule, metrics)  # Lightning: lr_scheduler interval "epoch"
             state.epoch += 1
             state.history.epochs.append(metrics)
             log.epoch(state.epoch - 1, state.global_step - 1, metrics, val)
@@ -292,14 +317,13 @@ def epoch_metrics(train_sums: tuple[float, int, int], val: dict, started: float)
     }
 
 
-def class_examples(network, data: ImageDataModule, classifier, settings: LoopSettings) -> tuple:
+def class_examples(network, data: ImageData, classifier, settings: LoopSettings) -> tuple:
     """The first validation images of every class with the model's predictions (Lightning: the
     ValidationFigures callback does the same with project/monitoring.py's functions)."""
     dataset = data.datasets["val"]
     indices = class_example_indices(dataset.targets)
-    channels_last = classifier.hparams.channels_last
     return predict_examples(
-        lambda images: forward(network, images, channels_last), dataset, indices, settings.device
+        lambda images: classifier.forward(images, network), dataset, indices, settings.device
     )
 
 

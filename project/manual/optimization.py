@@ -2,46 +2,47 @@
 
 Each function is one thing Lightning does from the config for us:
 
-    configure_optimizers(classifier, batches, settings)  # Lightning: configure_optimizers() and
-                                                          # trainer.estimated_stepping_batches
+    configure_optimizers(recipe, batches, settings)  # Lightning: configure_optimizers() and
+                                                      # trainer.estimated_stepping_batches
     with autocast(settings): ...                          # Lightning: the precision plugin
     clip_gradients(network, optimizer, scaler, settings)  # Lightning: Trainer(gradient_clip_val)
 
-The optimizer and schedule come from the same builders as the LightningModule's (project/optim.py),
-so both loops optimize identically.
+The optimizer and schedule come from the same recipe as the LightningModule's
+(project/core/recipe.py), so both loops optimize identically.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 from torch import nn
 
 from project.manual.settings import LoopSettings
-from project.optim import build_optimizer, build_scheduler
+from project.optim import Schedule
+
+
+def batch_limit(batches: int, limit: int | float | None) -> int:
+    """Batches to run of ``batches`` (Lightning: limit_train_batches / limit_val_batches): all
+    for None, a count for an int, a share for a float (1.0: all)."""
+    if limit is None:
+        return batches
+    if isinstance(limit, float):
+        return int(batches * limit)
+    return min(batches, limit)
 
 
 def total_training_steps(batches_per_epoch: int, settings: LoopSettings) -> int:
     """Lightning: trainer.estimated_stepping_batches (the length of a per-step LR schedule)."""
-    steps = batches_per_epoch * settings.max_epochs
+    batches = batch_limit(batches_per_epoch, settings.limit_train_batches)
+    steps = math.ceil(batches / settings.accumulate_grad_batches) * max(settings.max_epochs, 1)
     return steps if settings.max_steps == -1 else min(steps, settings.max_steps)
 
 
-def configure_optimizers(classifier, batches_per_epoch: int, settings: LoopSettings):
-    """``(optimizer, scheduler, interval)``: interval "step" or "epoch" says when to step it."""
-    hp = classifier.hparams
-    groups = classifier.param_groups()  # named: "model", or "backbone" and "head"
-    optimizer = build_optimizer(groups, hp.optimizer, hp.weight_decay, hp.momentum)
-    scheduler, interval = build_scheduler(
-        optimizer,
-        hp.schedule,
-        total_steps=total_training_steps(batches_per_epoch, settings),
-        warmup_fraction=hp.warmup_fraction,
-        step_epochs=hp.step_epochs,
-        gamma=hp.gamma,
-    )
-    return optimizer, scheduler, interval
+def configure_optimizers(recipe, batches_per_epoch: int, settings: LoopSettings) -> Schedule:
+    """The optimizer over the recipe's named groups and its schedule (project/optim.py)."""
+    return recipe.configure_optimizers(total_training_steps(batches_per_epoch, settings))
 
 
 def grad_scaler(settings: LoopSettings) -> torch.amp.GradScaler:

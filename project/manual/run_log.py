@@ -59,7 +59,7 @@ def other_loggers_note(logger_classes: tuple[str, ...]) -> str | None:
 class RunLog:
     """One run's TensorBoard folder and console lines; only process 0 writes."""
 
-    def __init__(self, settings: LoopSettings, classifier, data):
+    def __init__(self, settings: LoopSettings, hyper_parameters: dict, data):
         self.settings = settings
         self.data = data
         self.main_process = distributed.rank() == 0
@@ -71,7 +71,8 @@ class RunLog:
         if self.main_process:  # which file went where: splits.csv (project/data/split_file.py)
             data.write_split_file(self.dir)
         if settings.hyperparameters and self.main_process:  # HyperparametersWithMetrics
-            params = hyperparameters(dict(classifier.hparams), dict(data.hparams), type(classifier))
+            model_name = hyper_parameters["_class_path"].rsplit(".", 1)[-1]
+            params = hyperparameters(hyper_parameters, dict(data.hparams), model_name)
             write_hyperparameters(self.writer, params, {name: 0.0 for name in FINAL_METRICS})
 
     def say(self, message: str | None) -> None:

@@ -16,9 +16,9 @@ A checkpoint also carries the keys Lightning's loader needs (``hyper_parameters`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
-import lightning
 import torch
 from torch import nn
 
@@ -58,6 +58,7 @@ class RunState:
     epoch: int = 0  # epochs completed
     global_step: int = 0  # optimizer steps taken
     history: History = field(default_factory=History)
+    schedule: object = None  # project/optim.py Schedule: what step_scheduler needs (monitor)
 
     def to_checkpoint(self, metrics: dict, mid_epoch: MidEpoch | None = None) -> dict:
         """Everything needed to continue exactly (Lightning: trainer.save_checkpoint)."""
@@ -102,19 +103,38 @@ class RunState:
         return MidEpoch.from_checkpoint(checkpoint)
 
 
-def checkpoint_identity(classifier, data, config: dict | None) -> dict:
-    """The keys that say what was trained, written into every manual checkpoint."""
-    model_class = type(classifier)
+def lightning_version() -> str:
+    """The installed Lightning's version, read from its package metadata without importing it
+    (Lightning's loader reads it to decide on format migrations); "2.6.0" when not installed."""
+    try:
+        return metadata.version("lightning")
+    except metadata.PackageNotFoundError:
+        return "2.6.0"
+
+
+def model_hyperparameters(recipe, config: dict | None) -> dict:
+    """The model's init arguments as LightningCLI writes them into a checkpoint: the config's
+    own values (class paths of the optimizer and scheduler, not callables), with ``_class_path``
+    (the LightningModule that wraps this recipe) and ``_instantiator``, so Lightning rebuilds
+    the model from a manual checkpoint too."""
+    from project.core.recipe import RECIPES
+
+    model = (config or {}).get("model") or {}
+    names = {recipe_class: name for name, recipe_class in RECIPES.items()}
+    name = names.get(type(recipe), type(recipe).__name__)
     return {
-        # The model's init arguments keyed as LightningCLI writes them: with ``_class_path``
-        # and ``_instantiator`` Lightning rebuilds the model from a manual checkpoint too.
-        "hyper_parameters": {
-            "_class_path": f"{model_class.__module__}.{model_class.__qualname__}",
-            **classifier.hparams,
-            "_instantiator": "lightning.pytorch.cli.instantiate_module",
-        },
-        # Lightning's loader reads this key to decide on format migrations.
-        "pytorch-lightning_version": lightning.__version__,
+        "_class_path": f"project.classifier.{name}",
+        **(model.get("init_args") or {}),
+        "num_classes": recipe.num_classes,
+        "_instantiator": "lightning.pytorch.cli.instantiate_module",
+    }
+
+
+def checkpoint_identity(recipe, data, config: dict | None) -> dict:
+    """The keys that say what was trained, written into every manual checkpoint."""
+    return {
+        "hyper_parameters": model_hyperparameters(recipe, config),
+        "pytorch-lightning_version": lightning_version(),
         "inference": data.inference_settings(),  # class names, image size, normalization
         "data_split": data.split_record(),  # which files trained (project/data/split_file.py)
         "config": config or {},

@@ -2,32 +2,33 @@
 
     python -m project.manual fit --config configs/cnn.yaml --trainer.max_epochs 5
 
-The parser is built from the same classes as ``python -m project`` (model, DataModule, Trainer
-arguments) and reads the same shared defaults first (configs/defaults.yaml), so a config that one
-loop accepts the other accepts too, and a typo is an error in both.
-The manual loop then builds the DataModule and the model itself, and keeps from the ``trainer:``
-section only the settings a plain loop needs (``LoopSettings``). A trainer option the manual loop
-does not implement is an error, never silently ignored.
+A plain jsonargparse parser (no Lightning): ``model`` is the recipe (project/core/recipe.py) that
+the config's LightningModule wraps, with the same arguments; ``data`` is ``ImageData``
+(project/data/pipeline.py), whose arguments the LightningDataModule shares; ``trainer`` is the
+list of Trainer arguments (project/manual/trainer_options.py). It reads the same shared defaults
+first (configs/defaults.yaml), so a config that one loop accepts the other accepts too, and a typo
+is an error in both. The manual loop keeps from the ``trainer:`` section only the settings a plain
+loop needs (``LoopSettings``); a trainer option it does not implement is an error, never silently
+ignored, and a logger other than TensorBoard is named in one line.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from jsonargparse import ActionConfigFile, Namespace
-from lightning.pytorch.cli import LightningArgumentParser
-from lightning.pytorch.loggers import TensorBoardLogger
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_loader
 
-from project.classifier import ImageClassifier
-from project.cli import Trainer
 from project.config_defaults import default_config_files
-from project.data.datamodule import ImageDataModule
+from project.core.recipe import RECIPES, ClassifierRecipe
+from project.data.pipeline import ImageData
 from project.errors import InputError
+from project.manual.trainer_options import plain_logger, trainer_options
 from project.precision import resolve_precision
 from project.runs import log_location
 
@@ -35,13 +36,10 @@ STAGES = ("fit", "validate", "test")
 
 # Trainer options the manual loop does not implement, with the value that means "not used".
 NOT_IMPLEMENTED = {
-    "accumulate_grad_batches": 1,
     "num_nodes": 1,
     "strategy": "auto",
     "fast_dev_run": False,
     "overfit_batches": 0.0,
-    "limit_train_batches": None,
-    "limit_val_batches": None,
     "val_check_interval": None,
     "check_val_every_n_epoch": 1,
     "min_epochs": None,
@@ -83,6 +81,9 @@ class LoopSettings:
     deterministic: bool
     gradient_clip_val: float | None
     gradient_clip_algorithm: str
+    accumulate_grad_batches: int  # optimizer steps every this many batches (1: every batch)
+    limit_train_batches: int | float | None  # batches per epoch: a count, or a share (float)
+    limit_val_batches: int | float | None
     log_every_n_steps: int
     num_sanity_val_steps: int
     log_root: Path  # <save_dir>/<name> of the TensorBoardLogger
@@ -98,12 +99,47 @@ class LoopSettings:
     logger_classes: tuple[str, ...] = ("TensorBoardLogger",)
 
 
-def build_parser() -> LightningArgumentParser:
-    parser = LightningArgumentParser(
+# The LightningModules the configs name (project/classifier.py), and the plain recipe each wraps:
+# the manual loop reads ``model.class_path: project.classifier.CNNClassifier`` as CNNRecipe.
+LIGHTNING_PREFIX = "project.classifier."
+PARSER_MODE = "yaml_recipes"
+
+
+def plain_class_paths(value):
+    """A loaded YAML value with our LightningModules' class paths replaced by their recipes',
+    and loggers by the plain classes of project/manual/trainer_options.py."""
+    if isinstance(value, dict):
+        return {
+            key: plain_loggers(item) if key == "logger" else plain_class_paths(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [plain_class_paths(item) for item in value]
+    if isinstance(value, str) and value.startswith(LIGHTNING_PREFIX):
+        recipe = RECIPES.get(value.removeprefix(LIGHTNING_PREFIX))
+        if recipe is not None:
+            return f"{recipe.__module__}.{recipe.__qualname__}"
+    return value
+
+
+def plain_loggers(value):
+    return (
+        [plain_logger(entry) for entry in value] if isinstance(value, list) else plain_logger(value)
+    )
+
+
+set_loader(PARSER_MODE, lambda text: plain_class_paths(yaml.safe_load(text)), (yaml.YAMLError,))
+
+
+@functools.cache  # one parser per process: building it reads every signature once
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m project.manual",
         description=__doc__.split("\n")[0],
         # configs/defaults.yaml first, as python -m project reads it (project/config_defaults.py)
         default_config_files=default_config_files(),
+        parser_mode=PARSER_MODE,
+        exit_on_error=False,  # project/errors.py prints one line and exits 2
     )
     parser.add_argument("stage", choices=STAGES, help="fit, validate or test")
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file(s), in order")
@@ -118,14 +154,21 @@ def build_parser() -> LightningArgumentParser:
         help="fit: a checkpoint to continue from, or 'last' for this run name's newest last.ckpt",
     )
     parser.add_argument("--weights_only", type=bool | None, default=None, help="accepted, ignored")
-    parser.add_lightning_class_args(ImageClassifier, "model", subclass_mode=True)
-    parser.add_lightning_class_args(ImageDataModule, "data")
-    parser.add_lightning_class_args(Trainer, "trainer")
+    parser.add_subclass_arguments(ClassifierRecipe, "model", required=True)
+    parser.add_class_arguments(ImageData, "data")
+    parser.add_function_arguments(trainer_options, "trainer")
+    # LightningCLI's link: the model's class count comes from the data, never typed twice.
+    parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
     return parser
 
 
 def parse(args: list[str] | None = None) -> Namespace:
-    return build_parser().parse_args(args)
+    parser = build_parser()
+    try:
+        config = parser.parse_args(args)
+    except Exception as error:  # jsonargparse's ArgumentError: a bad key or value
+        raise ConfigError(str(error).strip().splitlines()[0]) from None
+    return config
 
 
 def seed_everything(seed: bool | int) -> int | None:
@@ -141,22 +184,24 @@ def seed_everything(seed: bool | int) -> int | None:
     return seed
 
 
-def build_data_and_model(config: Namespace) -> tuple[ImageDataModule, ImageClassifier]:
-    """The DataModule, then the model with the data's class count (LightningCLI's link)."""
-    data = ImageDataModule(**config.data.as_dict())
-    module_name, class_name = config.model.class_path.rsplit(".", 1)
-    model_class = getattr(importlib.import_module(module_name), class_name)
-    init_args = config.model.init_args.as_dict()
-    init_args["num_classes"] = data.num_classes  # Lightning: parser.link_arguments(...)
-    return data, model_class(**init_args)
+def build_data_and_model(config: Namespace) -> tuple[ImageData, ClassifierRecipe]:
+    """The data, then the recipe with the data's class count (the link in build_parser), with
+    the config's optimizer and scheduler classes made callables (LightningCLI does the same)."""
+    try:
+        objects = build_parser().instantiate_classes(config)
+    except Exception as error:
+        raise ConfigError(str(error).strip().splitlines()[0]) from None
+    return objects.data, objects.model
 
 
 def _callbacks(trainer: Namespace, class_name: str) -> list[dict]:
     """The init_args of every callback of this class in the config."""
+    callbacks = trainer.callbacks or []
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
     return [
-        callback.init_args.as_dict() if callback.get("init_args") else {}
-        for callback in trainer.callbacks or []
-        if callback.class_path.rsplit(".", 1)[-1] == class_name
+        dict(callback.get("init_args") or {})
+        for callback in callbacks
+        if callback["class_path"].rsplit(".", 1)[-1] == class_name
     ]
 
 
@@ -213,6 +258,9 @@ def loop_settings(config: Namespace) -> LoopSettings:
         deterministic=bool(trainer.deterministic),
         gradient_clip_val=trainer.gradient_clip_val,
         gradient_clip_algorithm=trainer.gradient_clip_algorithm or "norm",
+        accumulate_grad_batches=trainer.accumulate_grad_batches,
+        limit_train_batches=trainer.limit_train_batches,
+        limit_val_batches=trainer.limit_val_batches,
         log_every_n_steps=trainer.log_every_n_steps or 50,
         num_sanity_val_steps=2
         if trainer.num_sanity_val_steps is None
@@ -230,17 +278,16 @@ def loop_settings(config: Namespace) -> LoopSettings:
 
 def logger_classes(logger) -> tuple[str, ...]:
     """The class name of each configured logger (one or a list); Lightning's default, for logger
-    null or true, is TensorBoardLogger."""
+    null or true, is TensorBoardLogger. By name: the manual loop imports no logger class (a
+    subclass of TensorBoardLogger counts as one when its name ends in TensorBoardLogger)."""
     if logger is False:
         return ()
     if logger in (None, True):
         return ("TensorBoardLogger",)
     names = []
     for entry in logger if isinstance(logger, list) else [logger]:
-        module_name, class_name = entry.class_path.rsplit(".", 1)
-        logger_class = getattr(importlib.import_module(module_name), class_name, None)
-        tensorboard = isinstance(logger_class, type) and issubclass(logger_class, TensorBoardLogger)
-        names.append("TensorBoardLogger" if tensorboard else class_name)
+        tensorboard = entry.class_path.endswith("TensorBoardLoggerOptions")
+        names.append("TensorBoardLogger" if tensorboard else entry.init_args.name)
     return tuple(names)
 
 
