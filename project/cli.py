@@ -31,7 +31,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from project.callbacks import ThrottledProgressBar
 from project.checkpoints import load_checkpoint, newest_last_checkpoint, save_atomic
-from project.classifier import ImageClassifier
+from project.classifier import ClassifierModule
 from project.config_defaults import default_config_files
 from project.data.datamodule import ImageDataModule
 from project.errors import Stopped, exit_on_error
@@ -111,12 +111,13 @@ def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
     with exit_on_error():  # one line and a known exit status (project/errors.py)
         try:
             return ImageClassifierCLI(
-                ImageClassifier,
+                ClassifierModule,  # any of project/classifier.py's, or a subclass of your own
                 ImageDataModule,
                 subclass_mode_model=True,
                 trainer_class=Trainer,
                 save_config_kwargs={"overwrite": True},
-                # The model builds its own optimizer and LR schedule (project/optim.py).
+                # The model builds its own optimizer and LR schedule from the injected
+                # model.init_args.optimizer / lr_scheduler (project/core/recipe.py).
                 auto_configure_optimizers=False,
                 # configs/defaults.yaml, read before any --config by every subcommand (the
                 # manual loop reads it too): the logger, callbacks and trainer settings shared by

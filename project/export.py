@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from project.checkpoints import CheckpointError, fill_network, load_checkpoint, network_state
-from project.classifier import ImageClassifier
+from project.classifier import ClassifierModule
 
 
 def network_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
@@ -40,7 +40,7 @@ def network_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"{path}: model class {class_path!r} is not one of this project's")
     module_name, class_name = class_path.rsplit(".", 1)
     model_class = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(model_class, type) and issubclass(model_class, ImageClassifier)):
+    if not (isinstance(model_class, type) and issubclass(model_class, ClassifierModule)):
         raise CheckpointError(f"{path}: {class_path!r} is not an ImageClassifier")
     arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}
     model = model_class(**arguments)  # ResNet: built without pretrained weights, filled below

@@ -8,13 +8,14 @@ through both entry points (``python -m project fit`` and ``python -m project.man
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.models import get_model, get_model_weights
 
-from project.classifier import ResNetClassifier
+from project.core.recipe import ResNetRecipe
 from project.models.transfer import TransferNetwork
 from project.optim import build_optimizer
 from project.weights import WeightsError, cache_file
@@ -34,11 +35,12 @@ BACKBONES = {
 
 
 @pytest.fixture(scope="module", params=list(BACKBONES))
-def classifier(request) -> ResNetClassifier:
-    """One classifier per family (built once: vit_b_16 and convnext_tiny take seconds)."""
+def classifier(request) -> ResNetRecipe:
+    """One recipe per family (built once: vit_b_16 and convnext_tiny take seconds); the plain
+    object both loops train (ResNetClassifier wraps it for Lightning)."""
     options = BACKBONES[request.param][2]
     torch.manual_seed(0)
-    return ResNetClassifier(
+    return ResNetRecipe(
         num_classes=3,
         backbone=request.param,
         weights=None,
@@ -90,7 +92,8 @@ def test_one_step_trains_the_head_only_then_the_last_block(classifier):
         classifier.prepare_epoch(epoch)
         network.train()
         # SGD: the same param groups both loops build, at a fraction of AdamW's cost for ViT-B.
-        optimizer = build_optimizer(classifier.param_groups(), "sgd", 0.0, 0.9)
+        sgd = partial(torch.optim.SGD, lr=0.1, momentum=0.9)
+        optimizer = build_optimizer(classifier.param_groups(), sgd)
         before = [p.detach().clone() for p in network.backbone.parameters()]
         loss = F.cross_entropy(network(images), labels)
         optimizer.zero_grad()

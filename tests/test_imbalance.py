@@ -95,7 +95,7 @@ def skewed_args(root, log_dir) -> list[str]:
         "--data.batch_size=32",
         "--model.init_args.widths=[8, 16]",
         "--model.init_args.label_smoothing=0",
-        "--model.init_args.lr=0.02",
+        "--model.init_args.optimizer.init_args.lr=0.02",
         "--trainer.max_epochs=6",
         "--trainer.precision=32-true",
         "--trainer.enable_progress_bar=false",
@@ -166,7 +166,7 @@ def test_the_loss_weights_follow_the_training_split(skewed_root):
 
     data = ImageDataModule(root=str(skewed_root), val_fraction=0.4, test_fraction=0.1)
     model = CNNClassifier(num_classes=2, class_weights="auto")
-    model.use_class_counts(data.class_counts())
+    model.recipe.use_class_counts(data.class_counts())  # Lightning: setup(); the manual loop too
     counts = data.class_counts()
     assert counts == [150, 7]  # 300 and 15, less 40% val and 10% test (rounded)
     assert model.class_weights.tolist() == pytest.approx([157 / 300, 157 / 14])

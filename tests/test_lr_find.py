@@ -55,7 +55,7 @@ def test_lr_find_on_the_digits_suggests_a_rate_that_trains_well(digits_root, tmp
     assert "lr_find: 100 steps" in out, out  # > one epoch of the digits (19 batches)
     suggestion = float(re.search(r"suggested lr: (\S+)", out).group(1))
     assert TRAINS_WELL[0] <= suggestion <= TRAINS_WELL[1], out
-    assert f"--model.init_args.lr {suggestion:.3g}" in out
+    assert f"--model.init_args.optimizer.init_args.lr {suggestion:.3g}" in out
     folder = tmp_path / "cnn"  # the config's log folder, beside its runs
     assert (folder / "lr_find.png").stat().st_size > 1000
     with open(folder / "lr_find.csv", newline="") as file:

@@ -160,7 +160,7 @@ def test_a_stale_temporary_file_is_never_taken_for_last(tmp_path):
 
 
 def test_lightning_stops_on_a_nan_loss_and_saves_nothing(digits_root, tmp_path, capsys):
-    args = [*quick_args(digits_root, tmp_path), "--model.init_args.lr=1e30"]
+    args = [*quick_args(digits_root, tmp_path), "--model.init_args.optimizer.init_args.lr=1e30"]
     with pytest.raises(SystemExit) as stopped:
         lightning_main(["fit", *args])
     assert stopped.value.code == 1

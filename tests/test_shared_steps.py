@@ -1,9 +1,11 @@
 """One source for what both loops share: a new model needs no loop edit, errors end the same way,
 and the plain-PyTorch modules load without Lightning.
 
-- ``TinyClassifier`` below is a third ``ImageClassifier`` defined only here. Its model-specific
-  behaviour (pretrained weights, freezing per epoch) reaches both loops through the hooks
-  ``load_pretrained_weights`` and ``prepare_epoch``; both loops train it to bit-identical weights.
+- ``TinyRecipe`` below is a third recipe defined only here (``TinyClassifier`` its Lightning
+  adapter, as project/classifier.py's). Its model-specific behaviour (pretrained weights,
+  freezing per epoch) reaches both loops through the recipe's hooks ``load_pretrained_weights``
+  and ``prepare_epoch``; both loops train it to bit-identical weights. The manual loop takes the
+  recipe's class path (it imports no LightningModule).
 - A NaN loss exits with status 1 in both loops, with one line naming epoch and step.
 - project/models/, project/checkpoints.py and the other plain modules import no Lightning.
 """
@@ -19,8 +21,9 @@ import torch
 from torch import nn
 
 from project.checkpoints import load_checkpoint, network_state
-from project.classifier import ImageClassifier
+from project.classifier import ClassifierModule
 from project.cli import main as lightning_main
+from project.core.recipe import ClassifierRecipe
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
 
@@ -28,14 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 CALLS: list[tuple[str, int | None]] = []  # (hook, epoch) in call order, per run
 
 
-class TinyClassifier(ImageClassifier):
+class TinyRecipe(ClassifierRecipe):
     """A linear model on the pixels whose "pretrained" first layer is frozen for epoch 0."""
 
     def __init__(self, num_classes: int = 10, image_size: int = 8, **kwargs):
         network = nn.Sequential(
             nn.Flatten(), nn.Linear(3 * image_size**2, 32), nn.ReLU(), nn.Linear(32, num_classes)
         )
-        super().__init__(network, num_classes, **kwargs)
+        super().__init__(network=network, num_classes=num_classes, **kwargs)
 
     def load_pretrained_weights(self) -> None:
         CALLS.append(("load_pretrained_weights", None))
@@ -53,13 +56,22 @@ class TinyClassifier(ImageClassifier):
         return f"epoch {epoch}: first layer {'frozen' if frozen else 'trainable'}"
 
 
-def tiny_args(digits_root: Path, log_dir: Path, *extra: str) -> list[str]:
+class TinyClassifier(ClassifierModule):
+    """TinyRecipe in Lightning (the adapter pattern of project/classifier.py)."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.save_hyperparameters()
+        self.use_recipe(TinyRecipe(**kwargs))
+
+
+def tiny_args(digits_root: Path, log_dir: Path, *extra: str, model: str = "TinyClassifier"):
     return [
         "--config",
         str(REPO / "configs" / "cnn.yaml"),
-        "--model.class_path=tests.test_shared_steps.TinyClassifier",
+        f"--model.class_path=tests.test_shared_steps.{model}",
         "--model.init_args.image_size=8",
-        "--model.init_args.lr=0.01",
+        "--model.init_args.optimizer.init_args.lr=0.01",
         f"--data.root={digits_root}",
         "--data.image_size=8",
         f"--trainer.logger.init_args.save_dir={log_dir}",
@@ -83,7 +95,7 @@ def test_a_third_model_trains_to_equal_weights_in_both_loops_without_a_loop_edit
     lightning_last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
 
     CALLS.clear()
-    result = manual_run(["fit", *args])
+    result = manual_run(["fit", *tiny_args(digits_root, tmp_path / "logs", model="TinyRecipe")])
     manual_calls = list(CALLS)
 
     # The hooks ran in both loops, in the same order: weights once, then every epoch.
@@ -104,7 +116,10 @@ def test_a_third_model_trains_to_equal_weights_in_both_loops_without_a_loop_edit
 def test_a_nan_loss_exits_with_status_1_and_one_line_in_both_loops(
     entry, digits_root, tmp_path, capsys
 ):
-    args = tiny_args(digits_root, tmp_path / "logs", "--model.init_args.lr=1e30")
+    model = "TinyClassifier" if entry == "lightning" else "TinyRecipe"
+    args = tiny_args(
+        digits_root, tmp_path / "logs", "--model.init_args.optimizer.init_args.lr=1e30", model=model
+    )
     args = [arg for arg in args if not arg.startswith("--trainer.max_epochs")]
     main = lightning_main if entry == "lightning" else manual_main
     with pytest.raises(SystemExit) as stopped:

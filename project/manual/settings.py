@@ -287,7 +287,7 @@ def logger_classes(logger) -> tuple[str, ...]:
     names = []
     for entry in logger if isinstance(logger, list) else [logger]:
         tensorboard = entry.class_path.endswith("TensorBoardLoggerOptions")
-        names.append("TensorBoardLogger" if tensorboard else entry.init_args.name)
+        names.append("TensorBoardLogger" if tensorboard else entry.init_args.class_name)
     return tuple(names)
 
 

@@ -83,10 +83,22 @@ class TensorBoardLoggerOptions(LoggerOptions):
 
 
 class OtherLogger(LoggerOptions):
-    """Any other logger (CSVLogger, ...): only its class name is kept, to say it is not written."""
+    """Any other logger (CSVLogger, ...): its class name, to say that the manual loop does not
+    write it, and where it would write, where the manual loop writes TensorBoard files instead."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(
+        self,
+        class_name: str,
+        save_dir: str = ".",
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+    ):
+        self.class_name, self.save_dir, self.name, self.version = (
+            class_name,
+            save_dir,
+            name,
+            version,
+        )
 
 
 def plain_logger(entry):
@@ -96,4 +108,11 @@ def plain_logger(entry):
     class_name = entry["class_path"].rsplit(".", 1)[-1]
     if class_name.endswith("TensorBoardLogger"):  # Lightning's, or a subclass of it by name
         return {**entry, "class_path": f"{__name__}.TensorBoardLoggerOptions"}
-    return {"class_path": f"{__name__}.OtherLogger", "init_args": {"name": class_name}}
+    kept = {k: v for k, v in (entry.get("init_args") or {}).items() if k in OTHER_LOGGER_KEYS}
+    return {
+        "class_path": f"{__name__}.OtherLogger",
+        "init_args": {"class_name": class_name, **kept},
+    }
+
+
+OTHER_LOGGER_KEYS = ("save_dir", "name", "version")
