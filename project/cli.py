@@ -18,6 +18,7 @@ What it adds to LightningCLI:
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -85,6 +86,13 @@ class ImageClassifierCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
+        if subcommand in ("validate", "test") and not self.config[subcommand].get("ckpt_path"):
+            # Lightning would evaluate the freshly initialized weights without a word.
+            print(
+                f"warning: {subcommand} without --ckpt_path evaluates untrained weights; pass "
+                "--ckpt_path last, best or a .ckpt file to evaluate a trained model",
+                file=sys.stderr,
+            )
         if not subcommand or not self.config[subcommand].get("ckpt_path"):
             return
         config = self.config[subcommand]
@@ -124,8 +132,11 @@ def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
                 # every model config (project/config_defaults.py).
                 # run=False (tests, lr_find) parses without a subcommand: the top-level parser.
                 parser_kwargs={
-                    subcommand: {"default_config_files": default_config_files()}
-                    for subcommand in ImageClassifierCLI.subcommands()
+                    "prog": "python -m project",  # not "__main__.py" in --help and errors
+                    **{
+                        subcommand: {"default_config_files": default_config_files()}
+                        for subcommand in ImageClassifierCLI.subcommands()
+                    },
                 }
                 if run
                 else {"default_config_files": default_config_files()},

@@ -29,21 +29,64 @@ from torch import nn
 from project.checkpoints import CheckpointError, fill_network, load_checkpoint, network_state
 from project.classifier import ClassifierModule
 
+# Model arguments that checkpoints written before the optimizer was injected (project/optim.py)
+# carry: they only ever shaped the optimizer, so rebuilding the network ignores them.
+LEGACY_OPTIMIZER_KEYS = ("lr", "weight_decay", "momentum", "schedule", "step_epochs", "gamma")
+TRUSTED_PREFIXES = ("project.", "torch.")
 
-def network_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """The trained network (eval mode) and the checkpoint's inference settings."""
+
+def class_paths(value) -> list[str]:
+    """Every ``class_path`` in a checkpoint's hyperparameters (the network's, the optimizer's)."""
+    if isinstance(value, dict):
+        own = [value["class_path"]] if isinstance(value.get("class_path"), str) else []
+        return own + [path for item in value.values() for path in class_paths(item)]
+    if isinstance(value, list):
+        return [path for item in value for path in class_paths(item)]
+    return []
+
+
+def model_arguments(hparams: dict) -> dict:
+    """The LightningModule's init arguments from a checkpoint's hyper_parameters, old ones too."""
+    arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if isinstance(arguments.get("optimizer"), str):  # "adamw" / "sgd": before injection
+        for key in ("optimizer", *LEGACY_OPTIMIZER_KEYS):
+            arguments.pop(key, None)
+    return arguments
+
+
+def network_from_checkpoint(path: str | Path, trust: bool = False) -> tuple[nn.Module, dict]:
+    """The trained network (eval mode) and the checkpoint's inference settings.
+
+    ``trust``: also import classes outside this project and torch that the checkpoint names
+    (a network from your own package, ``model.init_args.network``); off by default, because a
+    checkpoint must not choose which code gets imported."""
+    from jsonargparse import ArgumentParser
+
     checkpoint = load_checkpoint(path)  # weights_only=True
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", "")
     # Only our own model classes: a checkpoint must not choose which code gets imported.
     if not class_path.startswith("project."):
         raise CheckpointError(f"{path}: model class {class_path!r} is not one of this project's")
+    foreign = [p for p in class_paths(hparams) if not p.startswith(TRUSTED_PREFIXES)]
+    if foreign and not trust:
+        raise CheckpointError(
+            f"{path}: names {', '.join(sorted(set(foreign)))}, outside this project and torch; "
+            "export it with --trust_class_paths if you wrote that code"
+        )
     module_name, class_name = class_path.rsplit(".", 1)
     model_class = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(model_class, type) and issubclass(model_class, ClassifierModule)):
-        raise CheckpointError(f"{path}: {class_path!r} is not an ImageClassifier")
-    arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    model = model_class(**arguments)  # ResNet: built without pretrained weights, filled below
+        raise CheckpointError(f"{path}: {class_path!r} is not one of this project's classifiers")
+    # The same parsing LightningCLI does: class paths in the arguments become classes/callables.
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(model_class, "model")
+    try:
+        config = parser.parse_object({"model": model_arguments(hparams)})
+        model = parser.instantiate_classes(config).model  # ResNet: no pretrained weights read
+    except Exception as error:
+        raise CheckpointError(f"{path}: its model arguments do not build {class_name}: "
+                              f"{str(error).strip().splitlines()[0]}") from None  # fmt: skip
     fill_network(model.network, network_state(checkpoint, path), path)
     if "inference" not in checkpoint:
         raise CheckpointError(f"{path}: no class names / image size stored (an older checkpoint?)")
@@ -85,9 +128,15 @@ def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m project export", description=__doc__)
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint of either loop")
     parser.add_argument("--output", default="model.onnx", help="the ONNX file to write")
+    parser.add_argument(
+        "--trust_class_paths",
+        action="store_true",
+        help="import the classes outside project. and torch. that the checkpoint names (your "
+        "own network's package): only for checkpoints you trust",
+    )
     options = parser.parse_args(args)
     try:
-        network, settings = network_from_checkpoint(options.ckpt_path)
+        network, settings = network_from_checkpoint(options.ckpt_path, options.trust_class_paths)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

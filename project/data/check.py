@@ -21,13 +21,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile
-from lightning.pytorch.cli import LightningArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentParser
 from PIL import Image
 
-from project.data.datamodule import ImageDataModule
 from project.data.datasets import DataError, Sample, scan_class_folders, scan_csv
 from project.data.images import ImageLoadError, load_image
+from project.data.pipeline import ImageData
 from project.data.sampling import imbalance_ratio
 
 MAX_LINES = 30  # per section; the rest are counted
@@ -35,17 +34,17 @@ MAX_LINES = 30  # per section; the rest are counted
 IMBALANCE_THRESHOLD = 3.0
 
 
-def build_parser() -> LightningArgumentParser:
-    parser = LightningArgumentParser(prog="python -m project check", description=__doc__)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m project check", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="a training YAML (its data:)")
     # The rest of a training config is accepted and not used: check reads only data:.
     for section in ("model", "trainer", "seed_everything", "optimizer", "lr_scheduler"):
         parser.add_argument(f"--{section}", type=Any, default=None)
-    parser.add_lightning_class_args(ImageDataModule, "data")
+    parser.add_class_arguments(ImageData, "data")  # the DataModule's own arguments, no Lightning
     return parser
 
 
-def scan(data: ImageDataModule, problems: list, notes: list[str]) -> tuple[list[Sample], list]:
+def scan(data: ImageData, problems: list, notes: list[str]) -> tuple[list[Sample], list]:
     """Every sample of the source, collecting problems instead of stopping at the first."""
     hp, root = data.hparams, data.root
     if hp.csv_file is not None:
@@ -80,7 +79,7 @@ def report_imbalance(counts: list[int]) -> None:
         )
 
 
-def check(data: ImageDataModule) -> int:
+def check(data: ImageData) -> int:
     """Print the report; 1 when anything would stop training, else 0."""
     hp = data.hparams
     data.prepare_data()  # the bundled digits, when root is null
@@ -140,7 +139,7 @@ def check(data: ImageDataModule) -> int:
 def main(args: list[str] | None = None) -> int:
     config = build_parser().parse_args(args)
     try:
-        status = check(ImageDataModule(**config.data.as_dict()))
+        status = check(ImageData(**config.data.as_dict()))
     except DataError as error:  # the source itself is unusable (no folder, bad CSV header)
         print(f"error: {error}", file=sys.stderr)
         status = 2

@@ -17,6 +17,7 @@ from project.manual.loop import evaluate, fit
 from project.manual.settings import (
     ConfigError,
     build_data_and_model,
+    lightning_class_path,
     loop_settings,
     parse,
     seed_everything,
@@ -32,6 +33,8 @@ def plain_config(config) -> dict:
     plain = config.clone()
     for key in ("config", "__default_config__"):  # the YAML files read (Path objects): not settings
         plain.pop(key, None)
+    # As the YAML says it: the LightningModule that wraps the recipe (python -m project reads it).
+    plain.model.class_path = lightning_class_path(plain.model.class_path)
     return plain.as_dict()
 
 

@@ -122,6 +122,14 @@ def plain_class_paths(value):
     return value
 
 
+def lightning_class_path(class_path: str) -> str:
+    """The LightningModule's class path for a recipe's (the inverse of plain_class_paths)."""
+    for name, recipe in RECIPES.items():
+        if class_path == f"{recipe.__module__}.{recipe.__qualname__}":
+            return LIGHTNING_PREFIX + name
+    return class_path
+
+
 def plain_loggers(value):
     return (
         [plain_logger(entry) for entry in value] if isinstance(value, list) else plain_logger(value)
@@ -140,6 +148,7 @@ def build_parser() -> ArgumentParser:
         default_config_files=default_config_files(),
         parser_mode=PARSER_MODE,
         exit_on_error=False,  # project/errors.py prints one line and exits 2
+        allow_abbrev=False,  # --trainer.max_epoch is a typo, not --trainer.max_epochs
     )
     parser.add_argument("stage", choices=STAGES, help="fit, validate or test")
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file(s), in order")
@@ -162,12 +171,35 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+BOILERPLATE = (
+    "Does not validate",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "- Expected a <class 'NoneType'>",
+    "- Expected a path but",
+)
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's nested report of a bad key or value, as one line: the innermost keys and
+    the first reason, e.g. 'model.optimizer: ... has no attribute 'Nope''."""
+    keys, reasons = [], []
+    for line in (line.strip() for line in message.splitlines()):
+        if line.startswith('Parser key "'):
+            keys.append(line.split('"')[1])
+        elif line and not line.startswith(BOILERPLATE) and not line.startswith("- Problem with"):
+            reasons.append(line.removeprefix("- "))
+    where = ".".join(keys)
+    return f"{where}: {reasons[0]}" if where and reasons else (reasons or [message])[0]
+
+
 def parse(args: list[str] | None = None) -> Namespace:
     parser = build_parser()
     try:
         config = parser.parse_args(args)
     except Exception as error:  # jsonargparse's ArgumentError: a bad key or value
-        raise ConfigError(str(error).strip().splitlines()[0]) from None
+        raise ConfigError(one_line(str(error))) from None
     return config
 
 
@@ -190,7 +222,7 @@ def build_data_and_model(config: Namespace) -> tuple[ImageData, ClassifierRecipe
     try:
         objects = build_parser().instantiate_classes(config)
     except Exception as error:
-        raise ConfigError(str(error).strip().splitlines()[0]) from None
+        raise ConfigError(one_line(str(error))) from None
     return objects.data, objects.model
 
 
