@@ -186,3 +186,19 @@ def restore_rng_states(states: dict) -> None:
     np.random.set_state((name, keys.numpy(), *rest))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+# Model arguments that checkpoints written before the optimizer was injected (project/optim.py)
+# carry: they only ever shaped the optimizer, so rebuilding the model for test, predict or
+# export ignores them (the config's optimizer is used when such a checkpoint resumes).
+LEGACY_OPTIMIZER_KEYS = ("lr", "weight_decay", "momentum", "schedule", "step_epochs", "gamma")
+
+
+def model_arguments(hparams: dict) -> dict:
+    """A LightningModule's init arguments from a checkpoint's hyper_parameters (``_class_path``
+    and ``_instantiator`` left out), those of checkpoints from before the injection too."""
+    arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if isinstance(arguments.get("optimizer"), str):  # "adamw" / "sgd": before injection
+        for key in ("optimizer", *LEGACY_OPTIMIZER_KEYS):
+            arguments.pop(key, None)
+    return arguments

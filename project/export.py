@@ -26,12 +26,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from project.checkpoints import CheckpointError, fill_network, load_checkpoint, network_state
+from project.checkpoints import (
+    CheckpointError,
+    fill_network,
+    load_checkpoint,
+    model_arguments,
+    network_state,
+)
 from project.classifier import ClassifierModule
 
-# Model arguments that checkpoints written before the optimizer was injected (project/optim.py)
-# carry: they only ever shaped the optimizer, so rebuilding the network ignores them.
-LEGACY_OPTIMIZER_KEYS = ("lr", "weight_decay", "momentum", "schedule", "step_epochs", "gamma")
 TRUSTED_PREFIXES = ("project.", "torch.")
 
 
@@ -43,15 +46,6 @@ def class_paths(value) -> list[str]:
     if isinstance(value, list):
         return [path for item in value for path in class_paths(item)]
     return []
-
-
-def model_arguments(hparams: dict) -> dict:
-    """The LightningModule's init arguments from a checkpoint's hyper_parameters, old ones too."""
-    arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    if isinstance(arguments.get("optimizer"), str):  # "adamw" / "sgd": before injection
-        for key in ("optimizer", *LEGACY_OPTIMIZER_KEYS):
-            arguments.pop(key, None)
-    return arguments
 
 
 def network_from_checkpoint(path: str | Path, trust: bool = False) -> tuple[nn.Module, dict]:

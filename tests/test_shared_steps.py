@@ -7,13 +7,11 @@ and the plain-PyTorch modules load without Lightning.
   and ``prepare_epoch``; both loops train it to bit-identical weights. The manual loop takes the
   recipe's class path (it imports no LightningModule).
 - A NaN loss exits with status 1 in both loops, with one line naming epoch and step.
-- project/models/, project/checkpoints.py and the other plain modules import no Lightning.
+(That the plain modules import no Lightning is tests/test_boundary.py's, over every module.)
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -128,35 +126,3 @@ def test_a_nan_loss_exits_with_status_1_and_one_line_in_both_loops(
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "loss is nan at epoch" in errors[0], errors
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing non-finite was saved
-
-
-PLAIN_MODULES = [
-    "project.models.cnn",
-    "project.models.resnet",
-    "project.checkpoints",
-    "project.steps",
-    "project.errors",
-    "project.runs",
-    "project.optim",
-    "project.figures",
-]
-
-
-def test_the_networks_and_checkpoints_load_without_lightning():
-    """The README says the networks know nothing of Lightning: importing them, every module of
-    project/models/ included, leaves ``lightning`` out of sys.modules (in a fresh interpreter)."""
-    code = (
-        "import importlib, pkgutil, sys\n"
-        "import project.models\n"
-        f"names = {PLAIN_MODULES!r} + ['project.models.' + m.name for m in "
-        "pkgutil.iter_modules(project.models.__path__)]\n"
-        "for name in names: importlib.import_module(name)\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('lightning', 'pytorch_lightning', 'lightning_fabric'))\n"
-        "print(len(names), loaded[:5])\n"
-        "sys.exit(1 if loaded else 0)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
