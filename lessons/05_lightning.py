@@ -9,8 +9,9 @@
 # `validation_step`, `configure_optimizers`); the Trainer writes the loop: `model.train()` /
 # `model.eval()`, moving batches to the device, `zero_grad()` / `backward()` / `step()`,
 # `torch.no_grad()` for validation. The asserts inside the steps prove that it did.
-# The project's full version of this module is `ImageClassifier` in project/classifier.py
-# (metrics, LR schedules, mixed precision, checkpoints: `make train`).
+# The project's full version of this module is `CNNClassifier` in project/classifier.py
+# (metrics, checkpoints, mixed precision: `make train`), a thin adapter around the plain recipe
+# in project/core/recipe.py (loss, optimizer, LR schedule), which the manual loop runs too.
 
 # %%
 import warnings

@@ -19,12 +19,6 @@ FONT_SIZE, LINE = 14, 17  # caption font (Pillow's built-in scalable font) and l
 RIGHT, WRONG = (40, 170, 60), (220, 50, 50)
 
 
-def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
-    """counts[true, predicted] (rows: true class; columns: predicted class)."""
-    flat = labels.long() * classes + predicted.long()
-    return torch.bincount(flat, minlength=classes * classes).reshape(classes, classes)
-
-
 def confusion_matrix_image(counts: torch.Tensor, class_names: Sequence[str]) -> np.ndarray:
     """The matrix as a picture: blue intensity = share of the true class, the count written in."""
     classes = len(class_names)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import math
 import tempfile
 from pathlib import Path
@@ -87,10 +88,29 @@ def search_trainer(config, root: str, steps: int):
     )
 
 
+# Lightning's smoothing, as written in its _LRCallback (2.6): global_step is already k + 1 at the
+# k-th batch's end, so the correction divides by 1 - beta^(k+2).
+ONE_STEP_LATE = ("current_step = trainer.global_step", "self.beta ** (current_step + 1)")
+
+
+def smoothing_is_one_step_late() -> bool:
+    """Whether the installed Lightning still applies its bias correction one step late (read
+    from its source): the guard on ``corrected_losses``, so a fixed release is not corrected
+    twice (tests/test_lr_find.py checks the guard)."""
+    from lightning.pytorch.tuner.lr_finder import _LRCallback
+
+    source = inspect.getsource(_LRCallback.on_train_batch_end)
+    return all(line in source for line in ONE_STEP_LATE)
+
+
 def corrected_losses(smoothed: list[float]) -> list[float]:
     """Lightning 2.6's smoothed losses, with the bias correction it applies one step late undone
     and redone: it divides the k-th running mean by 1 - beta^(k+2) instead of 1 - beta^(k+1), so
-    its first points read about half the loss and the curve seems to rise at first."""
+    its first points read about half the loss and the curve seems to rise at first. Unchanged
+    (and one line says so) when the installed Lightning no longer does that."""
+    if not smoothing_is_one_step_late():
+        print("lr_find: Lightning's loss smoothing has changed; its losses are used as they are")
+        return list(smoothed)
     return [loss * (1 - BETA ** (k + 2)) / (1 - BETA ** (k + 1)) for k, loss in enumerate(smoothed)]
 
 

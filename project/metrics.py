@@ -1,7 +1,8 @@
 """Per-class quality of a classifier, computed the same way by both training loops.
 
 Accuracy alone hides a class the model never gets right: on a 20:1 folder, predicting the majority
-class always scores 95%. ``EvaluationMetrics`` adds, from torchmetrics:
+class always scores 95%. ``EvaluationMetrics`` counts one confusion matrix per stage (torchmetrics'
+``MulticlassConfusionMatrix``, synced over processes) and reads everything else off it:
 
     per class      precision, recall, F1, support (true images of the class)
     macro          their plain mean over classes (every class counts the same)
@@ -19,19 +20,18 @@ ImageClassifier (project/classifier.py) logs ``val/precision_macro``, ``val/reca
 ``val/f1_macro`` (and ``val/acc_top5``) at each validation end, ``test/...`` at test; the manual
 loop (project/manual/loop.py ``evaluate()``) calls this same class. Any of these names can be the
 ``monitor`` of ModelCheckpoint or EarlyStopping. Plain torch + torchmetrics, no Lightning import.
+
+Why one matrix: precision, recall and F1 are its column and row ratios, so counting them with three
+more torchmetrics objects (as before) repeated the same per-batch counting three times and synced
+three more states; the values are the same (tests/test_metrics.py checks them against
+scikit-learn), including torchmetrics' 0 for a class never predicted or never present.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 TOP_K = 5
 MACRO_NAMES = ("precision_macro", "recall_macro", "f1_macro")
@@ -44,10 +44,6 @@ class EvaluationMetrics(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         # validate_args=False: the checks read tensors on the host at every batch.
-        options = {"num_classes": num_classes, "average": None, "validate_args": False}
-        self.precision = MulticlassPrecision(**options)
-        self.recall = MulticlassRecall(**options)
-        self.f1 = MulticlassF1Score(**options)
         self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         self.top_k = (
             MulticlassAccuracy(num_classes, top_k=TOP_K, average="micro", validate_args=False)
@@ -58,8 +54,7 @@ class EvaluationMetrics(nn.Module):
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         logits = logits.detach().float()
         predicted = logits.argmax(dim=1)
-        for metric in (self.precision, self.recall, self.f1, self.confusion):
-            metric.update(predicted, labels)
+        self.confusion.update(predicted, labels)
         if self.top_k is not None:
             self.top_k.update(logits, labels)
 
@@ -67,15 +62,15 @@ class EvaluationMetrics(nn.Module):
         """Per-class tensors ("precision", "recall", "f1", "support"), macro and weighted means
         ("f1_macro", "f1_weighted", ...), "acc_top5" and "confusion" (rows: true class)."""
         confusion = self.confusion.compute().long()
-        support = confusion.sum(dim=1)
+        support = confusion.sum(dim=1)  # true images per class (rows)
         shares = support.float() / support.sum().clamp(min=1)
+        correct = confusion.diagonal().float()
+        predicted = confusion.sum(dim=0).float()  # images predicted as each class (columns)
+        precision = correct / predicted.clamp(min=1)  # 0 where never predicted (torchmetrics)
+        recall = correct / support.float().clamp(min=1)
+        f1 = 2 * precision * recall / (precision + recall).clamp(min=torch.finfo().tiny)
         result = {"confusion": confusion, "support": support}
-        for name, metric in (
-            ("precision", self.precision),
-            ("recall", self.recall),
-            ("f1", self.f1),
-        ):
-            per_class = metric.compute().float()
+        for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
             result[name] = per_class
             result[f"{name}_macro"] = per_class.mean()
             result[f"{name}_weighted"] = (per_class * shares).sum()
@@ -84,7 +79,7 @@ class EvaluationMetrics(nn.Module):
         return result
 
     def reset(self) -> None:
-        for metric in (self.precision, self.recall, self.f1, self.confusion, self.top_k):
+        for metric in (self.confusion, self.top_k):
             if metric is not None:
                 metric.reset()
 

@@ -28,7 +28,7 @@ def test_mixup_blends_images_and_targets_by_the_same_share():
     images = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(4)])
     labels = torch.tensor([0, 1, 2, 3])
     mixed, targets = mix_batch(images, labels, 4, mixup_alpha=0.4)
-    share = float(targets[0, 0])  # image 0 is mixed with image 3 (the batch reversed)
+    share = float(targets[0, 0])  # image 0 is mixed with image 3 (the batch rolled by one)
     assert torch.allclose(mixed[0], torch.full((3, 4, 4), 3 * (1 - share)))
     assert torch.allclose(targets.sum(dim=1), torch.ones(4))
     assert float(targets[0, 3]) == pytest.approx(1 - share)

@@ -118,7 +118,7 @@ def test_learning_rate_decreases_per_the_schedule(challenge_run):
     lrs = recorder.lrs
     first = lrs.index(max(lrs))
     last = len(lrs) - 1 - lrs[::-1].index(max(lrs))
-    assert max(lrs) == pytest.approx(cli.model.hparams.lr, rel=1e-6)
+    assert max(lrs) == pytest.approx(cli.model.hparams.optimizer["init_args"]["lr"], rel=1e-6)
     # warm-up to the peak, then every step lower than the one before (cosine decay)
     assert first > 0 and all(a < b for a, b in zip(lrs[:first], lrs[1 : first + 1], strict=True))
     assert all(a > b for a, b in zip(lrs[last:], lrs[last + 1 :], strict=False))

@@ -61,3 +61,16 @@ def test_lr_find_on_the_digits_suggests_a_rate_that_trains_well(digits_root, tmp
     with open(folder / "lr_find.csv", newline="") as file:
         assert len(list(csv.reader(file))) == 101  # header + one row per step
     assert not list(tmp_path.rglob("*.ckpt")), "lr_find must write no checkpoint"
+
+
+def test_the_smoothing_correction_is_guarded_by_lightnings_own_source(monkeypatch, capsys):
+    """The pinned Lightning smooths one step late, so lr_find corrects it; a Lightning that no
+    longer does gets its losses unchanged, with one line saying so."""
+    from project import lr_find
+
+    assert lr_find.smoothing_is_one_step_late()  # the pinned Lightning (pyproject.toml)
+    smoothed = [1.0, 0.8, 0.7]
+    assert lr_find.corrected_losses(smoothed) != smoothed
+    monkeypatch.setattr(lr_find, "ONE_STEP_LATE", ("a line Lightning does not have",))
+    assert lr_find.corrected_losses(smoothed) == smoothed
+    assert "smoothing has changed" in capsys.readouterr().out

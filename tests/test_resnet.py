@@ -141,7 +141,7 @@ def test_unfreeze_gives_named_groups_with_the_lr_ratio_at_every_step(digits_root
     # warmup_cosine: up during the warm-up, then down to the end.
     peak = head.index(max(head))
     assert head[0] < head[peak] and head[-1] < head[peak]
-    assert max(head) == pytest.approx(cli.model.hparams.lr, rel=1e-5)
+    assert max(head) == pytest.approx(cli.model.hparams.optimizer["init_args"]["lr"], rel=1e-5)
 
 
 @pytest.mark.slow
