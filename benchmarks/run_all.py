@@ -21,6 +21,7 @@ BENCHMARKS = [
     "input_pipeline",
     "time_to_accuracy",
     "startup",
+    "manual_import",
     "precision_step",
     "frozen_backbone",
     "scaling",

@@ -33,7 +33,7 @@ import torch
 
 from project.errors import InputError
 
-NETWORK_PREFIX = "network."  # ImageClassifier stores the plain nn.Module as self.network
+NETWORK_PREFIX = "network."  # the LightningModules keep the plain nn.Module as self.network
 
 
 class CheckpointError(InputError, RuntimeError):

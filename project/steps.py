@@ -1,6 +1,6 @@
 """The pieces of a training step that both loops share, so they can never drift apart.
 
-``ImageClassifier`` (project/classifier.py, the Lightning loop) and project/manual/loop.py (the
+The LightningModules (project/classifier.py, the Lightning loop) and project/manual/loop.py (the
 plain PyTorch loop) both call these functions; tests/test_manual.py proves the two loops end
 with bit-identical weights. Plain PyTorch, no Lightning import.
 

@@ -150,7 +150,7 @@ def test_print_config_is_complete_and_runs_again_as_a_config(digits_root, tmp_pa
     # (LightningCLI fills in every default argument; the manual loop keeps what the files say.)
     assert callback_names(manual.trainer.callbacks) == callback_names(callbacks)
     for written, printed_callback in zip(manual.trainer.callbacks, callbacks, strict=True):
-        assert written.get("init_args", {}).items() <= printed_callback["init_args"].items()
+        assert written.get("init_args", {}).items() <= printed_callback.get("init_args", {}).items()
     cli = main(
         ["fit", "--config", str(config), "--trainer.fast_dev_run=true",
          f"--trainer.default_root_dir={tmp_path}"]

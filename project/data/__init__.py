@@ -1,1 +1,2 @@
-"""Data pipeline: image files -> Dataset -> LightningDataModule (see datamodule.py)."""
+"""Data pipeline: image files -> Dataset -> ImageData (pipeline.py, plain PyTorch) -> loaders;
+ImageDataModule (datamodule.py) is its Lightning adapter."""

@@ -10,7 +10,7 @@ log folder, and its checkpoints carry ``data_split`` ({"sha256", "files"}) of th
 
 reuses a saved split exactly. If the folder changed since (a file added, missing, or in another
 class folder), that is an error (exit status 2) naming what changed, instead of a silent new split.
-Plain Python, no Lightning import; ImageDataModule (project/data/datamodule.py) calls it.
+Plain Python, no Lightning import; ImageData (project/data/pipeline.py) calls it.
 """
 
 from __future__ import annotations
