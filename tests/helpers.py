@@ -11,6 +11,7 @@ conftest.py; importing from another test file is avoided (pytest may import it t
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import struct
@@ -90,6 +91,26 @@ def assert_same_tensors(first: dict, second: dict) -> None:
     assert first.keys() == second.keys()
     different = [key for key in first if not torch.equal(first[key], second[key])]
     assert not different, f"differ: {different[:5]}"
+
+
+def assert_same_predictions(batched: Path, one_by_one: Path) -> None:
+    """Two prediction CSVs (PredictionWriter) give every path the same classes and, within float
+    noise, the same probabilities. Predicted one image per batch, a row cannot hold another
+    image's prediction: compared with it, a batched run that pairs paths and images wrongly
+    (a batch's paths reversed, shuffled, shifted) fails."""
+
+    def by_path(path: Path) -> dict[str, list[str]]:
+        with open(path, newline="") as file:
+            rows = list(csv.reader(file))
+        return {row[0]: row[1:] for row in rows[1:]}
+
+    expected, got = by_path(one_by_one), by_path(batched)
+    assert got.keys() == expected.keys()
+    assert len({tuple(row) for row in expected.values()}) > 1  # images told apart: a real check
+    for path, row in got.items():
+        classes, probabilities = row[::2], [float(p) for p in row[1::2]]
+        assert classes == expected[path][::2], (path, row, expected[path])
+        assert probabilities == pytest.approx([float(p) for p in expected[path][1::2]], abs=1e-5)
 
 
 # ---------------------------------------------------------------------------- processes and waits

@@ -30,6 +30,7 @@ from .helpers import (
     CONFIGS,
     DEFAULTS_CONFIG,
     RESNET_CONFIG,
+    assert_same_predictions,
     quick_args,
     run_command,
     save_image,
@@ -95,22 +96,28 @@ def test_predict_writes_one_row_per_image(fitted, digits_root, tmp_path):
             (new_images / source.name).parent.mkdir(parents=True, exist_ok=True)
             (new_images / source.name).write_bytes(source.read_bytes())
     save_image(new_images / "noise.jpg", size=(8, 8))
-    output = tmp_path / "predictions.csv"
-    main(
-        [
-            "predict",
-            *fitted["args"],
-            f"--ckpt_path={fitted['best']}",
-            f"--data.predict_root={new_images}",
-            "--trainer.callbacks+=project.callbacks.PredictionWriter",
-            f"--trainer.callbacks.output_file={output}",
-        ]
-    )
-    with open(output) as file:
+    for output, batch in (
+        (tmp_path / "predictions.csv", []),
+        (tmp_path / "one_by_one.csv", ["--data.batch_size=1"]),
+    ):
+        main(
+            [
+                "predict",
+                *fitted["args"],
+                *batch,
+                f"--ckpt_path={fitted['best']}",
+                f"--data.predict_root={new_images}",
+                "--trainer.callbacks+=project.callbacks.PredictionWriter",
+                f"--trainer.callbacks.output_file={output}",
+            ]
+        )
+    with open(tmp_path / "predictions.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 5
     assert {row["predicted"] for row in rows} <= {str(d) for d in range(10)}
     assert all(0 < float(row["probability"]) <= 1 for row in rows)
+    # Every path gets its own image's prediction: the batched run against one image per batch.
+    assert_same_predictions(tmp_path / "predictions.csv", tmp_path / "one_by_one.csv")
 
 
 def test_model_configs_say_only_what_differs_from_the_shared_defaults():

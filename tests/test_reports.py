@@ -5,6 +5,8 @@ run, the same numbers from either loop; val/f1_macro can choose the best checkpo
 from __future__ import annotations
 
 import csv
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ from project.manual.cli import run as manual_run
 from project.monitoring import TopLosses, class_example_indices
 from project.reports import report_folder, write_report
 
-from .helpers import CNN_CONFIG, make_class_folders
+from .helpers import CNN_CONFIG, assert_same_predictions, make_class_folders
 
 
 def read_csv(path) -> list[list[str]]:
@@ -96,15 +98,22 @@ def test_both_loops_choose_by_f1_and_write_the_same_test_report(tmp_path):
     f1 = manual.history.epochs[-1]["val/f1_macro"]
     assert f1 == pytest.approx(float(cli.trainer.callback_metrics["val/f1_macro"]), abs=1e-6)
 
+    # Each loop tests the same weights from a run folder of its own, so each report lands beside
+    # its own copy of the checkpoint and the comparison reads two reports, not one twice.
+    copy = tmp_path / "manual_copy" / "version_0" / "checkpoints" / Path(best).name
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(best, copy)
     lightning_main(["test", *args, f"--ckpt_path={best}"])
     report = tmp_path / "logs" / "cnn" / "version_0" / "test_report"
     from_lightning = read_csv(report / "classification_report.csv")
     assert (report / "confusion_matrix.png").is_file()
     lightning_worst = (report / "top_losses.png").read_bytes()  # random images: some are wrong
-    metrics = manual_run(["test", *args, f"--ckpt_path={best}"])
-    assert read_csv(report / "classification_report.csv") == from_lightning  # same numbers
+    metrics = manual_run(["test", *args, f"--ckpt_path={copy}"])
+    manual_report = copy.parents[1] / "test_report"
+    assert read_csv(manual_report / "classification_report.csv") == from_lightning  # same numbers
     assert metrics["test/f1_macro"] == pytest.approx(float(from_lightning[-2][3]), abs=1e-6)
-    assert (report / "top_losses.png").read_bytes() == lightning_worst  # the same images
+    assert (manual_report / "confusion_matrix.png").is_file()
+    assert (manual_report / "top_losses.png").read_bytes() == lightning_worst  # the same images
 
     # predict: the 3 most probable classes of every image, with their probabilities
     writer = tmp_path / "top3.yaml"
@@ -117,6 +126,12 @@ def test_both_loops_choose_by_f1_and_write_the_same_test_report(tmp_path):
     assert len(rows) == 49 and {row[1] for row in rows[1:]} <= {"a", "b", "c"}
     first = [float(rows[1][i]) for i in (2, 4, 6)]
     assert first == sorted(first, reverse=True) and sum(first) == pytest.approx(1, abs=1e-5)
+    # Each row holds its own image's prediction: one image per batch cannot pair a path with
+    # another image's classes, and the batched run must say the same of every path.
+    writer.write_text(PREDICT_TOP3.format(output=tmp_path / "one_by_one.csv"))
+    lightning_main(["predict", *args, "--config", str(writer), f"--data.predict_root={images}",
+                    "--data.batch_size=1", f"--ckpt_path={best}"])  # fmt: skip
+    assert_same_predictions(tmp_path / "predictions.csv", tmp_path / "one_by_one.csv")
 
 
 def test_top_losses_keep_the_most_confidently_wrong_images():
