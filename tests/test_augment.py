@@ -1,13 +1,17 @@
 """Augmentation beyond crop and flip: MixUp / CutMix on the device with soft targets
 (project/augment.py) and the TrivialAugment / RandAugment presets (project/data/transforms.py).
-Each option trains through both loops' entry points (1 epoch, tiny images)."""
+Each option trains through both loops' entry points (1 epoch, tiny images) and must train other
+weights than the same seeded run without it."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from project.augment import hard_labels, mix_batch
+from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
 from project.manual.cli import run as manual_run
 from project.steps import classification_loss
@@ -61,20 +65,37 @@ def photos(tmp_path_factory):
     return make_class_folders(root, {"a": 12, "b": 12}, size=(12, 12))
 
 
+def trained_weights(loop: str, args: list[str]) -> tuple[dict, float]:
+    """One epoch through ``loop``'s entry point: the trained weights and the final val/loss."""
+    if loop == "lightning":
+        cli = lightning_main(["fit", *args])
+        weights = {k: v.detach().clone() for k, v in cli.model.state_dict().items()}
+        return weights, float(cli.trainer.callback_metrics["val/loss"])
+    result = manual_run(["fit", *args])
+    assert len(result.history.epochs) == 1
+    weights = {
+        f"network.{k}": v for k, v in load_checkpoint(result.last_checkpoint)["model"].items()
+    }
+    return weights, float(result.history.epochs[0]["val/loss"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loop", ["lightning", "manual"])
 def test_each_option_trains_one_epoch(loop, photos, tmp_path):
-    for name, extra in OPTIONS.items():
-        args = [
+    def args(name: str, *extra: str) -> list[str]:
+        return [
             "--config", CNN_CONFIG, f"--data.root={photos}", "--data.image_size=8",
             "--data.batch_size=8", "--model.init_args.widths=[8]", "--trainer.max_epochs=1",
             "--trainer.precision=32-true", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
+            "--trainer.enable_model_summary=false", "--trainer.deterministic=true",
             f"--trainer.logger.init_args.save_dir={tmp_path / name}", *extra,
         ]  # fmt: skip
-        if loop == "lightning":
-            metrics = lightning_main(["fit", *args]).trainer.callback_metrics
-            assert torch.isfinite(metrics["val/loss"]), name
-        else:
-            epochs = manual_run(["fit", *args]).history.epochs
-            assert len(epochs) == 1 and torch.isfinite(torch.tensor(epochs[0]["val/loss"])), name
+
+    # The same seeded run without the option: an option that is really applied trains other
+    # weights (an option silently ignored by the loop leaves them bit-identical).
+    plain, _ = trained_weights(loop, args("plain"))
+    for name, extra in OPTIONS.items():
+        weights, val_loss = trained_weights(loop, args(name, *extra))
+        assert math.isfinite(val_loss), name
+        assert weights.keys() == plain.keys()
+        assert any(not torch.equal(weights[k], plain[k]) for k in plain), f"{name} changed nothing"
