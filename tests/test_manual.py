@@ -33,6 +33,7 @@ from .helpers import (
     DEFAULTS_CONFIG,
     RESNET_CONFIG,
     assert_same_tensors,
+    only_line,
     quick_args,
 )
 
@@ -292,7 +293,7 @@ def test_a_missing_checkpoint_is_a_one_line_error(digits_root, tmp_path, capsys)
     with pytest.raises(SystemExit) as stopped:
         manual_main(["test", *quick_args(digits_root, tmp_path), "--ckpt_path", str(missing)])
     assert stopped.value.code == 2
-    assert f"checkpoint not found: {missing}" in capsys.readouterr().err
+    assert only_line(capsys.readouterr().err).startswith(f"error: checkpoint not found: {missing}")
 
 
 def test_resume_last_without_a_previous_run_is_an_error(digits_root, tmp_path, capsys):

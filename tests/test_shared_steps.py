@@ -10,7 +10,6 @@ and the plain-PyTorch modules load without Lightning.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from project.classifier import ImageClassifier
 from project.cli import main as lightning_main
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
+
+from .helpers import only_line, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 CALLS: list[tuple[str, int | None]] = []  # (hook, epoch) in call order, per run
@@ -110,8 +111,8 @@ def test_a_nan_loss_exits_with_status_1_and_one_line_in_both_loops(
     with pytest.raises(SystemExit) as stopped:
         main(["fit", *args, "--trainer.max_epochs=3"])
     assert stopped.value.code == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "loss is nan at epoch" in errors[0], errors
+    error = only_line(capsys.readouterr().err)
+    assert error.startswith("error: ") and "loss is nan at epoch" in error, error
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing non-finite was saved
 
 
@@ -141,7 +142,4 @@ def test_the_networks_and_checkpoints_load_without_lightning():
         "print(len(names), loaded[:5])\n"
         "sys.exit(1 if loaded else 0)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_command([sys.executable, "-c", code])  # status 0, or the test fails with the output

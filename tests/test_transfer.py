@@ -8,7 +8,6 @@ local port (127.0.0.1:9), so a download attempt is refused at once, as on a mach
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,11 +25,12 @@ from project.models.transfer import TransferNetwork
 from project.weights import main as weights_main
 
 from .helpers import (
-    BOUND_SECONDS,
     DEFAULTS_CONFIG,
     REPO,
     assert_same_tensors,
     make_class_folders,
+    only_line,
+    run_command,
     small_resnet_args,
 )
 
@@ -59,14 +59,10 @@ def test_missing_weights_offline_is_one_line_and_exit_status_2(entry, digits_roo
         "fit",
         *small_resnet_args(digits_root, tmp_path / "logs", '--data.classes=["0", "1"]'),
     ]
-    result = subprocess.run(
-        command, cwd=REPO, env=offline_env(torch_home), capture_output=True, text=True,
-        timeout=BOUND_SECONDS,
-    )  # fmt: skip
+    result = run_command(command, env=offline_env(torch_home), check=False)
     assert result.returncode == 2, result.stdout + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    line = errors[0]
+    line = only_line(result.stderr)
+    assert line.startswith("error: ")
     assert "resnet18-f37072fd.pth" in line  # the file,
     assert str(torch_home / "hub" / "checkpoints") in line  # the folder,
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in line  # the URL
@@ -203,10 +199,7 @@ def test_lightning_ddp_keeps_the_late_unfrozen_backbone_identical_on_both_ranks(
         str(REPO / "configs" / "presets" / "ddp_cpu.yaml"),
         f"--trainer.callbacks+={yaml.safe_dump(callback, default_flow_style=True).strip()}",
     ]
-    result = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=BOUND_SECONDS
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_command(command)  # status 0, or fails with the output; past the bound kills both ranks
     weights = {
         (when, rank): torch.load(tmp_path / f"{when}-rank{rank}.pt", weights_only=True)
         for when in ("start", "end")
