@@ -8,6 +8,7 @@ local port (127.0.0.1:9), so a download attempt is refused at once, as on a mach
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -269,3 +270,60 @@ def test_glyphs_are_deterministic_and_the_font_sets_never_meet(tmp_path):
     for digit in glyphs.DIGITS:
         assert len(list((split / "train" / digit).glob("*.png"))) == 3
         assert len(list((split / "val" / digit).glob("*.png"))) == 2
+
+
+# ----------------------------------------------------------------------------- the challenge, small
+
+# The real commands (make challenge-data: python -m project.transfer.source; make transfer:
+# python -m project.transfer), run as scripts in a fresh interpreter from a scratch folder (their
+# data/glyphs is relative to the working directory), on a small version of the glyphs: 2 fonts a
+# side, 2 letters per font and class, the 20-per-digit pool the challenge split needs, 1 validation
+# image per font and digit; one epoch per stage. The module constants are the only change.
+SMALL_CHALLENGE = """
+import runpy, sys
+from project.transfer import glyphs, proof
+glyphs.SOURCE_FONTS, glyphs.TARGET_FONTS = glyphs.SOURCE_FONTS[:2], glyphs.TARGET_FONTS[:2]
+glyphs.SOURCE_PER_FONT, glyphs.POOL_PER_FONT, glyphs.VAL_PER_FONT = 2, 10, 1
+one_epoch = ["--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1"]
+proof.QUIET = [*proof.QUIET, *one_epoch]  # every row of the table: one epoch, validated
+command = sys.argv[1]
+sys.argv = [command, *sys.argv[2:]]
+runpy.run_module(command, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_challenge_pipeline_runs_through_its_commands(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's project, from any folder
+
+    def command(*args: str) -> str:
+        result = run_command([sys.executable, "-c", SMALL_CHALLENGE, *args], cwd=tmp_path, env=env)
+        return result.stdout
+
+    # make challenge-data: glyphs, the source backbone (1 epoch on the letters), the k=20 split
+    out = command("project.transfer.source", "--trainer.max_epochs=1", "--data.val_fraction=0.25")
+    root = tmp_path / "data" / "glyphs"
+    weights = root / "source_resnet18.pth"
+    assert f"ready: {Path('data/glyphs/source_resnet18.pth')}" in out, out
+    assert re.search(r"source backbone: letters val/acc [01]\.\d{4}", out), out
+    fonts = (root / "done.txt").read_text().splitlines()
+    assert len([f for f in fonts if f.startswith("source:")]) == 2, fonts
+    backbone = torch.load(weights, weights_only=True)
+    assert "conv1.weight" in backbone and not any(k.startswith("fc.") for k in backbone)
+    split = root / "digits" / "k20_seed0"
+    for digit in "0123456789":
+        assert len(list((split / "train" / digit).glob("*.png"))) == 20
+        assert len(list((split / "val" / digit).glob("*.png"))) == 2
+    # The challenge's target config loads that file like downloaded weights (as the exercise does).
+    trained = TransferNetwork(10, weights=str(weights))
+    assert torch.equal(trained.backbone.state_dict()["conv1.weight"], backbone["conv1.weight"])
+
+    # make transfer: the table, every row a real fit of configs/transfer/target.yaml (1 seed)
+    out = command("project.transfer", "--seeds", "1")
+    table = out[out.index("digits 0-9 in 6 unseen fonts") :].splitlines()
+    rows = [line for line in table[2:] if not line.startswith("whole run")]
+    assert len(rows) == 5, out
+    for line in rows:
+        mean = float(line[52:].split()[0])
+        assert 0.0 <= mean <= 1.0, line
+    assert (tmp_path / "lightning_logs" / "transfer" / "target").is_dir()  # target.yaml's logger
