@@ -297,16 +297,19 @@ def test_a_missing_checkpoint_is_a_one_line_error(digits_root, tmp_path, capsys)
 
 
 def test_resume_last_without_a_previous_run_is_an_error(digits_root, tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stopped:
         manual_main(["fit", *quick_args(digits_root, tmp_path), "--resume", "last"])
-    assert "no last.ckpt under" in capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert "no last.ckpt under" in only_line(capsys.readouterr().err)
 
 
 def test_a_trainer_option_the_manual_loop_lacks_is_refused(digits_root, tmp_path, capsys):
     args = [*quick_args(digits_root, tmp_path), "--trainer.accumulate_grad_batches=4"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stopped:
         manual_main(["fit", *args])
-    assert "trainer.accumulate_grad_batches=4: not implemented" in capsys.readouterr().err
+    assert stopped.value.code == 2
+    error = only_line(capsys.readouterr().err)
+    assert "trainer.accumulate_grad_batches=4: not implemented" in error
 
 
 def test_another_logger_is_named_and_tensorboard_is_written(digits_root, tmp_path, capsys):

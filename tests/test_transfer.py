@@ -83,9 +83,10 @@ def test_weights_command_offline_says_where_and_checks_the_hash(tmp_path, monkey
     # A file in the right place whose bytes do not match the hash in its name is refused.
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mobilenet_v3_small-047dcff4.pth").write_bytes(b"not the weights")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_status:
         weights_main(["MobileNet_V3_Small_Weights.IMAGENET1K_V1", "--no-download"])
-    assert "does not match the hash" in capsys.readouterr().err
+    assert exit_status.value.code == 2
+    assert "does not match the hash" in only_line(capsys.readouterr().err)
 
 
 # ----------------------------------------------------------------------------- gradual unfreezing
