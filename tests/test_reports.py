@@ -8,6 +8,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -55,6 +56,44 @@ def test_the_report_goes_to_the_run_of_the_checkpoint(tmp_path):
     checkpoint = tmp_path / "cnn" / "version_3" / "checkpoints" / "best.ckpt"
     assert report_folder(checkpoint, "elsewhere") == (checkpoint.parents[1] / "test_report")
     assert report_folder(None, tmp_path) == tmp_path / "test_report"
+    # A file outside a checkpoints/ folder: the report goes beside it.
+    loose = tmp_path / "downloads" / "model.ckpt"
+    assert report_folder(loose, "elsewhere") == tmp_path / "downloads" / "test_report"
+    # Lightning's names for a checkpoint it finds itself: no file to put the report beside.
+    for name in ("best", "last", "hpc", "registry"):
+        assert report_folder(name, tmp_path) == tmp_path / "test_report", name
+
+
+TWO_CLASSES = {
+    "precision": torch.tensor([1.0, 0.5]),
+    "recall": torch.tensor([0.5, 1.0]),
+    "f1": torch.tensor([2 / 3, 2 / 3]),
+    "support": torch.tensor([2, 1]),
+    "confusion": torch.tensor([[1, 1], [0, 1]]),
+    "precision_macro": torch.tensor(0.75),
+    "recall_macro": torch.tensor(0.75),
+    "f1_macro": torch.tensor(2 / 3),
+    "precision_weighted": torch.tensor(2.5 / 3),
+    "recall_weighted": torch.tensor(2 / 3),
+    "f1_weighted": torch.tensor(2 / 3),
+}
+
+
+def test_the_report_files_and_table_are_exactly_as_documented(tmp_path, capsys):
+    folder = tmp_path / "run" / "test_report"  # its parent does not exist yet
+    worst = np.zeros((20, 30, 3), dtype=np.uint8)
+    path = write_report(folder, TWO_CLASSES, ["cat", "dog"], worst)
+    assert path == folder / "classification_report.csv"
+    assert path.read_bytes().startswith(b"class,precision,recall,f1,support\r\n")  # csv dialect
+    with Image.open(folder / "top_losses.png") as image:
+        assert image.size == (30, 20)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == " " * 12 + "  precision     recall         f1    support"
+    assert printed[1] == "         cat     1.0000     0.5000     0.6667          2"
+    assert printed[-1] == f"test report written to {folder}"
+    write_report(folder, TWO_CLASSES, ["cat", "dog"])  # again into the same folder: overwritten
+    with pytest.raises(ValueError):  # a class name list that does not match the numbers
+        write_report(tmp_path / "other", TWO_CLASSES, ["cat", "dog", "bird"])
 
 
 PREDICT_TOP3 = """
