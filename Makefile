@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install train test test-fast test-under-load lint transfer challenge-data compare bench tensorboard clean
-.PHONY: lessons exercise
+.PHONY: lessons exercise mutation
 
 install: $(STAMP)
 
@@ -59,6 +59,20 @@ lessons: install
 exercise: install
 	@test -n "$(N)" || { echo "usage: make exercise N=1   (the exercises: exercises/NN_*.py)"; exit 2; }
 	$(PY) -m exercises.check $(N)
+
+# Mutation testing of the plain core ([tool.mutmut] in pyproject.toml: which modules, which fast
+# tests), then the score: the share of mutants that some test caught (a timeout counts as caught).
+# Not part of make test (minutes per module). One module: make mutation MUTANTS='project.augment*'
+# Each survivor: .venv/bin/python -m mutmut show <name>
+MUTANTS ?=
+mutation: install
+	rm -rf mutants
+	-$(PY) -m mutmut run $(MUTANTS)
+	@$(PY) -m mutmut results --all true | awk -F': ' '$$2 != "not checked" {n++; s[$$2]++} \
+	  END {caught = s["killed"] + s["timeout"]; \
+	       printf "mutation score: %d of %d mutants caught (%.1f%%), %d survived, %d without a test\n", \
+	              caught, n, n ? 100 * caught / n : 0, s["survived"], s["no tests"]}'
+	@$(PY) -m mutmut results
 
 bench: install
 	$(PY) -m benchmarks.run_all

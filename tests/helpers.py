@@ -11,6 +11,7 @@ conftest.py; importing from another test file is avoided (pytest may import it t
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import struct
@@ -85,11 +86,45 @@ def png_header_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
+# What Lightning's Trainer logs on stderr when it starts (its INFO lines), before any error.
+LIGHTNING_START_LINES = ("Seed set to ", "GPU available: ", "TPU available: ", "HPU available: ",
+                         "\N{ELECTRIC LIGHT BULB} Tip: ")  # fmt: skip
+
+
+def only_line(stderr: str) -> str:
+    """The one line a failed run printed on stderr: one line and nothing else (no traceback, no
+    usage text, no warning), as the project's errors promise (project/errors.py). Lightning's own
+    start-up lines (LIGHTNING_START_LINES, exact prefixes) are all a run may print before it."""
+    lines = [line for line in stderr.splitlines() if not line.startswith(LIGHTNING_START_LINES)]
+    assert len(lines) == 1, f"{len(lines)} lines on stderr, not one:\n{tail(stderr)}"
+    return lines[0]
+
+
 def assert_same_tensors(first: dict, second: dict) -> None:
     """Bit-identical state dicts: the same keys, every tensor ``torch.equal``."""
     assert first.keys() == second.keys()
     different = [key for key in first if not torch.equal(first[key], second[key])]
     assert not different, f"differ: {different[:5]}"
+
+
+def assert_same_predictions(batched: Path, one_by_one: Path) -> None:
+    """Two prediction CSVs (PredictionWriter) give every path the same classes and, within float
+    noise, the same probabilities. Predicted one image per batch, a row cannot hold another
+    image's prediction: compared with it, a batched run that pairs paths and images wrongly
+    (a batch's paths reversed, shuffled, shifted) fails."""
+
+    def by_path(path: Path) -> dict[str, list[str]]:
+        with open(path, newline="") as file:
+            rows = list(csv.reader(file))
+        return {row[0]: row[1:] for row in rows[1:]}
+
+    expected, got = by_path(one_by_one), by_path(batched)
+    assert got.keys() == expected.keys()
+    assert len({tuple(row) for row in expected.values()}) > 1  # images told apart: a real check
+    for path, row in got.items():
+        classes, probabilities = row[::2], [float(p) for p in row[1::2]]
+        assert classes == expected[path][::2], (path, row, expected[path])
+        assert probabilities == pytest.approx([float(p) for p in expected[path][1::2]], abs=1e-5)
 
 
 # ---------------------------------------------------------------------------- processes and waits
@@ -100,13 +135,17 @@ def tail(text: str, characters: int = 4000) -> str:
 
 
 def run_command(
-    command: list[str], cwd: Path = REPO, timeout: float = BOUND_SECONDS, check: bool = True
+    command: list[str],
+    cwd: Path = REPO,
+    timeout: float = BOUND_SECONDS,
+    check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``command`` to its exit (at most ``timeout`` s) and return its output.
 
     It runs in a session of its own, so that a run that outlives the bound is killed with every
     process it started (DDP and torchrun start more). ``check``: a non-zero exit fails the test
-    with the end of the output."""
+    with the end of the output. ``env``: the child's environment (default: this one's)."""
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -114,6 +153,7 @@ def run_command(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env=env,
     )
     try:
         stdout, stderr = process.communicate(timeout=timeout)

@@ -1,13 +1,17 @@
 """Augmentation beyond crop and flip: MixUp / CutMix on the device with soft targets
 (project/augment.py) and the TrivialAugment / RandAugment presets (project/data/transforms.py).
-Each option trains through both loops' entry points (1 epoch, tiny images)."""
+Each option trains through both loops' entry points (1 epoch, tiny images) and must train other
+weights than the same seeded run without it."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
-from project.augment import hard_labels, mix_batch
+from project.augment import _paste_box, hard_labels, mix_batch
+from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
 from project.manual.cli import run as manual_run
 from project.steps import classification_loss
@@ -47,6 +51,28 @@ def test_cutmix_targets_share_the_pasted_area():
     assert hard_labels(targets).tolist() == [int(pasted > 0.5), int(pasted <= 0.5)]
 
 
+def test_the_cutmix_box_is_the_drawn_rectangle_of_the_asked_area():
+    """The pasted box: about (1 - share) of the image (sides scaled by its square root), centred
+    where drawn, clipped at the borders, on an image that is not square (rows are not columns)."""
+    images, partner = torch.zeros(2, 1, 12, 20), torch.ones(2, 1, 12, 20)
+    for seed in range(40):
+        torch.manual_seed(seed)
+        centre_y, centre_x = int(torch.randint(12, ())), int(torch.randint(20, ()))
+        torch.manual_seed(seed)
+        mixed, kept = _paste_box(images, partner, share=0.75)  # sides halved: 6 x 10
+        expected = torch.zeros(12, 20)
+        expected[max(centre_y - 3, 0) : min(centre_y + 3, 12),
+                 max(centre_x - 5, 0) : min(centre_x + 5, 20)] = 1  # fmt: skip
+        assert torch.equal(mixed[0, 0], expected) and torch.equal(mixed[1, 0], expected), seed
+        assert kept == pytest.approx(1 - float(expected.mean())), seed
+
+
+def test_hard_labels_keep_class_indices_and_take_the_heaviest_class():
+    labels = torch.tensor([2, 0, 1])
+    assert hard_labels(labels) is labels  # already class indices: unchanged
+    assert hard_labels(torch.tensor([[0.2, 0.8], [0.6, 0.4]])).tolist() == [1, 0]
+
+
 OPTIONS = {
     "mixup": ["--model.init_args.mixup_alpha=0.2"],
     "cutmix": ["--model.init_args.cutmix_alpha=1.0"],
@@ -61,20 +87,37 @@ def photos(tmp_path_factory):
     return make_class_folders(root, {"a": 12, "b": 12}, size=(12, 12))
 
 
+def trained_weights(loop: str, args: list[str]) -> tuple[dict, float]:
+    """One epoch through ``loop``'s entry point: the trained weights and the final val/loss."""
+    if loop == "lightning":
+        cli = lightning_main(["fit", *args])
+        weights = {k: v.detach().clone() for k, v in cli.model.state_dict().items()}
+        return weights, float(cli.trainer.callback_metrics["val/loss"])
+    result = manual_run(["fit", *args])
+    assert len(result.history.epochs) == 1
+    weights = {
+        f"network.{k}": v for k, v in load_checkpoint(result.last_checkpoint)["model"].items()
+    }
+    return weights, float(result.history.epochs[0]["val/loss"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loop", ["lightning", "manual"])
 def test_each_option_trains_one_epoch(loop, photos, tmp_path):
-    for name, extra in OPTIONS.items():
-        args = [
+    def args(name: str, *extra: str) -> list[str]:
+        return [
             "--config", CNN_CONFIG, f"--data.root={photos}", "--data.image_size=8",
             "--data.batch_size=8", "--model.init_args.widths=[8]", "--trainer.max_epochs=1",
             "--trainer.precision=32-true", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
+            "--trainer.enable_model_summary=false", "--trainer.deterministic=true",
             f"--trainer.logger.init_args.save_dir={tmp_path / name}", *extra,
         ]  # fmt: skip
-        if loop == "lightning":
-            metrics = lightning_main(["fit", *args]).trainer.callback_metrics
-            assert torch.isfinite(metrics["val/loss"]), name
-        else:
-            epochs = manual_run(["fit", *args]).history.epochs
-            assert len(epochs) == 1 and torch.isfinite(torch.tensor(epochs[0]["val/loss"])), name
+
+    # The same seeded run without the option: an option that is really applied trains other
+    # weights (an option silently ignored by the loop leaves them bit-identical).
+    plain, _ = trained_weights(loop, args("plain"))
+    for name, extra in OPTIONS.items():
+        weights, val_loss = trained_weights(loop, args(name, *extra))
+        assert math.isfinite(val_loss), name
+        assert weights.keys() == plain.keys()
+        assert any(not torch.equal(weights[k], plain[k]) for k in plain), f"{name} changed nothing"

@@ -21,7 +21,14 @@ from project.data.datamodule import ImageDataModule
 from project.data.datasets import DataError, scan_csv
 from project.data.images import load_image
 
-from .helpers import make_class_folders, png_header_claiming, quick_args, run_command, save_image
+from .helpers import (
+    make_class_folders,
+    only_line,
+    png_header_claiming,
+    quick_args,
+    run_command,
+    save_image,
+)
 
 
 def write_troubles(folder: Path) -> dict[str, Path]:
@@ -176,7 +183,6 @@ def test_a_bad_file_met_in_a_worker_is_one_line_naming_file_and_index(
     with pytest.raises(SystemExit) as stopped:
         lightning_main(["fit", *args])
     assert stopped.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
-    assert len(errors) == 1
-    assert errors[0].startswith(f"error: {bad}: corrupt or truncated image")
-    assert "[dataset index" in errors[0]
+    error = only_line(capsys.readouterr().err)
+    assert error.startswith(f"error: {bad}: corrupt or truncated image")
+    assert "[dataset index" in error

@@ -9,12 +9,13 @@ script's function (pyproject.toml). The process records every collection the int
 from __future__ import annotations
 
 import gc
-import subprocess
 import sys
 
 import pytest
 
 from project.collector import paused_for_imports
+
+from .helpers import run_command
 
 LAUNCH = {  # how each entry point starts its code
     "python -m project": "runpy.run_module('project', run_name='__main__', alter_sys=True)",
@@ -48,8 +49,8 @@ print("walked", max(walked, default=0), "unfrozen", len(gc.get_objects()),
 
 def probe(entry_point: str) -> dict[str, str]:
     code = PROBE.replace("{launch}", LAUNCH[entry_point])
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=600)  # fmt: skip
+    result = run_command([sys.executable, "-c", code], check=False)
+    assert result.returncode == 0, result.stderr[-2000:]  # the probe itself ran to its end
     last = result.stderr.strip().splitlines()[-1:] or [""]
     words = last[0].split()
     assert words[:1] == ["walked"], result.stderr[-2000:]

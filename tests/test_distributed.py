@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from project.checkpoints import load_checkpoint
+from project.cli import main as lightning_main
 from project.plot import read_scalars
 
 from .helpers import CONFIGS, quick_args
@@ -24,6 +25,26 @@ def only_run_folder(runs: Path) -> Path:
     return folders[0]
 
 
+def assert_reduced_over_both_processes(folder: Path, digits_root: Path, log_dir: Path) -> None:
+    """The run's last val/acc and val/loss are those of the whole validation split: one process
+    validating the final weights (last.ckpt) on all 160 images gets the same numbers. Either
+    process's own half (80 images) gives others. 160 is even, so DistributedSampler pads no
+    duplicate image into the halves: the two figures must agree to the float rounding."""
+    scalars = read_scalars(folder)
+    val_acc, val_loss = scalars["val/acc"][1], scalars["val/loss"][1]
+    assert len(val_acc) == 2 and len(val_loss) == 2  # one value per epoch, from process 0 only
+    alone = lightning_main(["validate", *quick_args(digits_root, log_dir), *VAL_SPLIT,
+                            f"--ckpt_path={folder / 'checkpoints' / 'last.ckpt'}"])  # fmt: skip
+    whole = alone.trainer.callback_metrics
+    assert val_acc[-1] == pytest.approx(float(whole["val/acc"]), abs=1e-6)
+    assert val_loss[-1] == pytest.approx(float(whole["val/loss"]), rel=1e-5)
+
+
+# 10 images of each class less in training: a validation split of 160 images (even: no padding),
+# 1278 training images, 639 per process, still 9 full batches of 64 (drop_last).
+VAL_SPLIT = ["--data.val_fraction=0.09"]
+
+
 @pytest.mark.slow
 def test_lightning_ddp_on_two_cpu_processes(digits_root, tmp_path):
     preset = str(CONFIGS / "presets" / "ddp_cpu.yaml")
@@ -33,27 +54,27 @@ def test_lightning_ddp_on_two_cpu_processes(digits_root, tmp_path):
             "-m",
             "project",
             "fit",
-            *quick_args(digits_root, tmp_path),
+            *quick_args(digits_root, tmp_path / "logs"),
+            *VAL_SPLIT,
             "--config",
             preset,
         ]
     )
-    folder = only_run_folder(tmp_path / "cnn")
+    folder = only_run_folder(tmp_path / "logs" / "cnn")
     checkpoint = load_checkpoint(folder / "checkpoints" / "last.ckpt")
-    # Each process took half of every epoch: 1259 training images / 2 = 630, 9 full batches of 64
+    # Each process took half of every epoch: 639 training images, 9 full batches of 64
     # (one process alone takes 19): 2 epochs = 18 steps.
     assert checkpoint["global_step"] == 2 * 9
-    val_acc = read_scalars(folder)["val/acc"][1]
-    assert len(val_acc) == 2 and val_acc[-1] > 0.3  # well above chance (0.1) after 18 steps
+    assert_reduced_over_both_processes(folder, digits_root, tmp_path / "alone")
 
 
 @pytest.mark.slow
 def test_manual_loop_under_torchrun_on_two_cpu_processes(digits_root, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    result = run([*torchrun, "-m", "project.manual", "fit", *quick_args(digits_root, tmp_path)])
+    args = [*quick_args(digits_root, tmp_path / "logs"), *VAL_SPLIT]
+    result = run([*torchrun, "-m", "project.manual", "fit", *args])
     assert result.stdout.count("epoch   1 ") == 1  # process 0 prints, process 1 stays quiet
-    folder = only_run_folder(tmp_path / "cnn")
+    folder = only_run_folder(tmp_path / "logs" / "cnn")
     checkpoint = load_checkpoint(folder / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 2 * 9
-    val_acc = read_scalars(folder)["val/acc"][1]
-    assert len(val_acc) == 2 and val_acc[-1] > 0.3
+    assert_reduced_over_both_processes(folder, digits_root, tmp_path / "alone")

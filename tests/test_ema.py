@@ -13,7 +13,7 @@ from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
 from project.manual.cli import main as manual_main
 
-from .helpers import CNN_CONFIG, CONFIGS, make_class_folders
+from .helpers import CNN_CONFIG, CONFIGS, make_class_folders, only_line
 
 EMA = str(CONFIGS / "presets" / "ema.yaml")
 
@@ -52,5 +52,5 @@ def test_the_manual_loop_refuses_ema_with_its_name(images, tmp_path, capsys):
     with pytest.raises(SystemExit) as status:
         manual_main(["fit", *args_for(images, tmp_path / "logs")])
     assert status.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
+    error = only_line(capsys.readouterr().err)
     assert "EMAWeightAveraging" in error and "not implemented by the manual loop" in error

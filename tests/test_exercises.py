@@ -24,6 +24,8 @@ from exercises.check import (
     solution_file,
 )
 
+from .helpers import run_command
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -330,12 +332,8 @@ def test_runner_prints_one_line_per_check_and_exits_1(tmp_path):
     mutant = tmp_path / "attempt.py"
     source = solution_file(2).read_text()
     mutant.write_text(source.replace("        optimizer.zero_grad()", "        pass"))
-    run = subprocess.run(
-        [sys.executable, "-m", "exercises.check", "2", "--file", str(mutant)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run = run_command(
+        [sys.executable, "-m", "exercises.check", "2", "--file", str(mutant)], cwd=ROOT, check=False
     )
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()

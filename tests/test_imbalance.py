@@ -22,7 +22,7 @@ from project.data.skewed import write_skewed_folder
 from project.manual.cli import run as manual_run
 from project.steps import classification_loss
 
-from .helpers import CNN_CONFIG, assert_same_tensors
+from .helpers import CNN_CONFIG, assert_same_tensors, only_line
 
 
 def test_inverse_frequency_weights_balance_the_classes():
@@ -156,7 +156,7 @@ def test_class_weights_of_the_wrong_length_are_a_one_line_error(skewed_root, tmp
     with pytest.raises(SystemExit) as status:  # python -m project fit's main(), in-process
         lightning_main(["fit", *args])
     assert status.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = only_line(capsys.readouterr().err)
     assert last == "error: model.class_weights has 3 numbers for 2 classes"
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import run_command
+
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 SLOW = {"04_minimal_loop.py", "05_lightning.py"}  # train a CNN: seconds each
@@ -25,14 +27,9 @@ SLOW = {"04_minimal_loop.py", "05_lightning.py"}  # train a CNN: seconds each
 def run_lesson(path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     env.pop("LESSON_COMPILE", None)  # torch.compile takes tens of seconds: not in the suite
-    return subprocess.run(
-        [sys.executable, str(path.relative_to(ROOT))],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    # The one bound of every wait (tests/helpers.py); past it the lesson is killed with any
+    # process it started, and the test fails with its output.
+    return run_command([sys.executable, str(path.relative_to(ROOT))], env=env, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_the_suggestion_is_the_steepest_fall_per_decade():
 def test_lr_find_on_the_digits_suggests_a_rate_that_trains_well(digits_root, tmp_path):
     result = run_command(
         [
-            ".venv/bin/python",
+            sys.executable,
             "-m",
             "project",
             "lr_find",

@@ -34,6 +34,7 @@ from .helpers import (
     DEFAULTS_CONFIG,
     RESNET_CONFIG,
     assert_same_tensors,
+    only_line,
     quick_args,
 )
 
@@ -293,20 +294,23 @@ def test_a_missing_checkpoint_is_a_one_line_error(digits_root, tmp_path, capsys)
     with pytest.raises(SystemExit) as stopped:
         manual_main(["test", *quick_args(digits_root, tmp_path), "--ckpt_path", str(missing)])
     assert stopped.value.code == 2
-    assert f"checkpoint not found: {missing}" in capsys.readouterr().err
+    assert only_line(capsys.readouterr().err).startswith(f"error: checkpoint not found: {missing}")
 
 
 def test_resume_last_without_a_previous_run_is_an_error(digits_root, tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stopped:
         manual_main(["fit", *quick_args(digits_root, tmp_path), "--resume", "last"])
-    assert "no last.ckpt under" in capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert "no last.ckpt under" in only_line(capsys.readouterr().err)
 
 
 def test_a_trainer_option_the_manual_loop_lacks_is_refused(digits_root, tmp_path, capsys):
     args = [*quick_args(digits_root, tmp_path), "--trainer.val_check_interval=0.5"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stopped:
         manual_main(["fit", *args])
-    assert "trainer.val_check_interval=0.5: not implemented" in capsys.readouterr().err
+    assert stopped.value.code == 2
+    error = only_line(capsys.readouterr().err)
+    assert "trainer.val_check_interval=0.5: not implemented" in error
 
 
 def test_another_logger_is_named_and_tensorboard_is_written(digits_root, tmp_path, capsys):

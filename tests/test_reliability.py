@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,7 @@ from .helpers import (
     CNN_CONFIG,
     REPO,
     assert_same_tensors,
+    only_line,
     quick_args,
     tail,
     wait_for,
@@ -105,9 +108,8 @@ def test_a_damaged_checkpoint_is_a_one_line_error_naming_it(damage, digits_root,
         with pytest.raises(SystemExit) as stopped:
             entry_point(["test", *args, "--ckpt_path", str(path)])
         assert stopped.value.code == 2
-        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-        assert len(errors) == 1, errors  # one line, no traceback
-        assert errors[0].startswith(f"error: {path}: not a readable checkpoint")
+        error = only_line(capsys.readouterr().err)  # one line, no traceback
+        assert error.startswith(f"error: {path}: not a readable checkpoint")
 
 
 def test_a_checkpoint_of_another_class_count_lists_the_mismatched_shapes(
@@ -210,39 +212,67 @@ def last_epoch(folder: Path) -> int:
     return max(epochs)
 
 
+@contextmanager
+def running(module: str, args: list[str], log: Path) -> Iterator[subprocess.Popen]:
+    """``start`` for a ``with`` block: a child still running when the block ends (an assertion
+    failed before the test stopped it) is killed, not left training in the background."""
+    process = start(module, args, log)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def lightning_args(digits_root: Path, folder: Path) -> list[str]:
+    """4 deterministic epochs: the OneCycle schedule spans max_epochs, so the killed run, its
+    resume and the uninterrupted run all need the same number."""
+    return [*quick_args(digits_root, folder), "--trainer.max_epochs=4",
+            "--trainer.deterministic=true"]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_lightning_resumes_after_kill_9(digits_root, tmp_path):
-    args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
-    # Started with far more epochs than it gets, so it is still training when killed, however
-    # fast the machine. The resume then stops at the 8 epochs of args.
-    long_run = [*args, "--trainer.max_epochs=1000"]
-    process = start("project", long_run, tmp_path / "run.log")
-    wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")
-    assert process.poll() is None, tail((tmp_path / "run.log").read_text())
-    process.send_signal(signal.SIGKILL)
-    wait_for_exit(process, tmp_path / "run.log")
-    saved = last_epoch(tmp_path)  # Lightning numbers the epoch a checkpoint was taken in
-    assert saved < 7, "the run finished before it was killed"
+def test_lightning_resumes_exactly_after_kill_9(digits_root, tmp_path):
+    straight = lightning_main(["fit", *lightning_args(digits_root, tmp_path / "straight")])
+    expected = load_checkpoint(Path(straight.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    folder = tmp_path / "killed"
+    args = lightning_args(digits_root, folder)
+    log = tmp_path / "run.log"
+    with running("project", args, log) as process:
+        wait_for(lambda: last_epoch(folder) >= 0, process, log)  # epoch 0 saved, 3 to go
+        process.send_signal(signal.SIGKILL)
+        assert wait_for_exit(process, log) == -signal.SIGKILL
+    saved = last_epoch(folder)  # Lightning numbers the epoch a checkpoint was taken in
+    assert saved < 3, "the run finished before it was killed"
 
     resumed = lightning_main(["fit", *args, "--ckpt_path", "last"])
-    assert resumed.trainer.current_epoch == 8
-    final = load_checkpoint(Path(resumed.trainer.log_dir) / "checkpoints" / "last.ckpt")
-    steps_per_epoch = final["global_step"] // 8
-    assert final["epoch"] == 7 and final["global_step"] == 8 * steps_per_epoch
+    assert resumed.trainer.current_epoch == 4
     assert Path(resumed.trainer.log_dir).name == "version_1"  # a restart opens a new version
+    final = load_checkpoint(Path(resumed.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    assert final["epoch"] == expected["epoch"] == 3
+    assert final["global_step"] == expected["global_step"]
+    # Bit-identical to the run that was never killed: weights, optimizer moments, schedule.
+    assert_same_tensors(expected["state_dict"], final["state_dict"])
+    moments, final_moments = (c["optimizer_states"][0]["state"] for c in (expected, final))
+    assert moments.keys() == final_moments.keys()
+    for index in moments:
+        assert_same_tensors(moments[index], final_moments[index])
+    assert final["lr_schedulers"] == expected["lr_schedulers"]
 
 
 @pytest.mark.slow
 def test_lightning_saves_last_on_sigterm_and_exits_non_zero(digits_root, tmp_path):
     args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=8"]
     log = tmp_path / "run.log"
-    process = start("project", [*args, "--trainer.max_epochs=1000"], log)  # still training when
-    wait_for(lambda: last_epoch(tmp_path) >= 0, process, log)  # signalled (see the kill -9 test)
-    last = next(tmp_path.rglob("last.ckpt"))
-    written_at_epoch_end = last.stat().st_mtime_ns
-    assert process.poll() is None, tail(log.read_text())
-    process.send_signal(signal.SIGTERM)
-    assert wait_for_exit(process, log) == 143
+    # Far more epochs than it gets, so it is still training when signalled, however fast.
+    with running("project", [*args, "--trainer.max_epochs=1000"], log) as process:
+        wait_for(lambda: last_epoch(tmp_path) >= 0, process, log)
+        last = next(tmp_path.rglob("last.ckpt"))
+        written_at_epoch_end = last.stat().st_mtime_ns
+        assert process.poll() is None, tail(log.read_text())
+        process.send_signal(signal.SIGTERM)
+        assert wait_for_exit(process, log) == 143
     assert "stopped by SIGTERM" in log.read_text()
     assert last.stat().st_mtime_ns > written_at_epoch_end  # written again, at the stop
     stopped = load_checkpoint(last)
@@ -289,10 +319,10 @@ def manual_args(digits_root: Path, folder: Path) -> list[str]:
 @pytest.mark.slow
 def test_manual_loop_resumes_exactly_after_kill_9(manual_straight, digits_root, tmp_path):
     args = manual_args(digits_root, tmp_path)
-    process = start("project.manual", args, tmp_path / "run.log")
-    wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")  # 1 epoch done
-    process.send_signal(signal.SIGKILL)
-    wait_for_exit(process, tmp_path / "run.log")
+    with running("project.manual", args, tmp_path / "run.log") as process:
+        wait_for(lambda: last_epoch(tmp_path) >= 1, process, tmp_path / "run.log")  # 1 epoch done
+        process.send_signal(signal.SIGKILL)
+        assert wait_for_exit(process, tmp_path / "run.log") == -signal.SIGKILL
     assert last_epoch(tmp_path) < 3, "the run finished before it was killed"
     resumed = manual_run(["fit", *args, "--resume", "last"])
     assert_same_tensors(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
@@ -304,12 +334,12 @@ def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
 ):
     args = manual_args(digits_root, tmp_path)
     log = tmp_path / "run.log"
-    process = start("project.manual", args, log)
-    wait_for(lambda: "epoch   0 " in log.read_text(), process, log)
-    # No sleep "into epoch 1": the loop reads a stop request only after a training step, so a
-    # SIGTERM that lands during epoch 0's validation or save stops after epoch 1's first step.
-    process.send_signal(signal.SIGTERM)
-    assert wait_for_exit(process, log) == 143
+    with running("project.manual", args, log) as process:
+        wait_for(lambda: "epoch   0 " in log.read_text(), process, log)
+        # No sleep "into epoch 1": the loop reads a stop request only after a training step, so a
+        # SIGTERM that lands during epoch 0's validation or save stops after epoch 1's first step.
+        process.send_signal(signal.SIGTERM)
+        assert wait_for_exit(process, log) == 143
     assert "stopped by SIGTERM at epoch" in log.read_text()
     stopped = load_checkpoint(next(tmp_path.rglob("last.ckpt")))
     assert stopped["mid_epoch"] is not None  # taken inside an epoch, not at its end
@@ -324,13 +354,13 @@ def test_ctrl_c_saves_last_and_stops_cleanly(module, status, digits_root, tmp_pa
     # signal, however fast the machine (an epoch takes 0.3 s on the idle dev VM).
     args = [*quick_args(digits_root, tmp_path), "--trainer.max_epochs=1000"]
     log = tmp_path / "run.log"
-    process = start(module, args, log)
-    wait_for(lambda: last_epoch(tmp_path) >= (0 if module == "project" else 1), process, log)
-    last = next(tmp_path.rglob("last.ckpt"))
-    written_at_epoch_end = last.stat().st_mtime_ns
-    assert process.poll() is None, tail(log.read_text())  # still training when interrupted
-    process.send_signal(signal.SIGINT)
-    assert wait_for_exit(process, log) == status
+    with running(module, args, log) as process:
+        wait_for(lambda: last_epoch(tmp_path) >= (0 if module == "project" else 1), process, log)
+        last = next(tmp_path.rglob("last.ckpt"))
+        written_at_epoch_end = last.stat().st_mtime_ns
+        assert process.poll() is None, tail(log.read_text())  # still training when interrupted
+        process.send_signal(signal.SIGINT)
+        assert wait_for_exit(process, log) == status
     assert last.stat().st_mtime_ns > written_at_epoch_end
     assert "Traceback" not in log.read_text()
 
@@ -340,5 +370,5 @@ def test_an_unknown_config_key_is_an_error_naming_it(tmp_path, capsys):
     typo.write_text("trainer:\n  max_epoch: 3\n")
     with pytest.raises(SystemExit) as stopped:
         lightning_main(["fit", "--config", CNN_CONFIG, "--config", str(typo)])
-    assert stopped.value.code != 0
+    assert stopped.value.code == 2  # a usage error, as argparse reports one
     assert "trainer.max_epoch" in capsys.readouterr().err

@@ -5,7 +5,10 @@ run, the same numbers from either loop; val/f1_macro can choose the best checkpo
 from __future__ import annotations
 
 import csv
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -16,7 +19,7 @@ from project.manual.cli import run as manual_run
 from project.monitoring import TopLosses, class_example_indices
 from project.reports import report_folder, write_report
 
-from .helpers import CNN_CONFIG, make_class_folders
+from .helpers import CNN_CONFIG, assert_same_predictions, make_class_folders
 
 
 def read_csv(path) -> list[list[str]]:
@@ -53,6 +56,44 @@ def test_the_report_goes_to_the_run_of_the_checkpoint(tmp_path):
     checkpoint = tmp_path / "cnn" / "version_3" / "checkpoints" / "best.ckpt"
     assert report_folder(checkpoint, "elsewhere") == (checkpoint.parents[1] / "test_report")
     assert report_folder(None, tmp_path) == tmp_path / "test_report"
+    # A file outside a checkpoints/ folder: the report goes beside it.
+    loose = tmp_path / "downloads" / "model.ckpt"
+    assert report_folder(loose, "elsewhere") == tmp_path / "downloads" / "test_report"
+    # Lightning's names for a checkpoint it finds itself: no file to put the report beside.
+    for name in ("best", "last", "hpc", "registry"):
+        assert report_folder(name, tmp_path) == tmp_path / "test_report", name
+
+
+TWO_CLASSES = {
+    "precision": torch.tensor([1.0, 0.5]),
+    "recall": torch.tensor([0.5, 1.0]),
+    "f1": torch.tensor([2 / 3, 2 / 3]),
+    "support": torch.tensor([2, 1]),
+    "confusion": torch.tensor([[1, 1], [0, 1]]),
+    "precision_macro": torch.tensor(0.75),
+    "recall_macro": torch.tensor(0.75),
+    "f1_macro": torch.tensor(2 / 3),
+    "precision_weighted": torch.tensor(2.5 / 3),
+    "recall_weighted": torch.tensor(2 / 3),
+    "f1_weighted": torch.tensor(2 / 3),
+}
+
+
+def test_the_report_files_and_table_are_exactly_as_documented(tmp_path, capsys):
+    folder = tmp_path / "run" / "test_report"  # its parent does not exist yet
+    worst = np.zeros((20, 30, 3), dtype=np.uint8)
+    path = write_report(folder, TWO_CLASSES, ["cat", "dog"], worst)
+    assert path == folder / "classification_report.csv"
+    assert path.read_bytes().startswith(b"class,precision,recall,f1,support\r\n")  # csv dialect
+    with Image.open(folder / "top_losses.png") as image:
+        assert image.size == (30, 20)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == " " * 12 + "  precision     recall         f1    support"
+    assert printed[1] == "         cat     1.0000     0.5000     0.6667          2"
+    assert printed[-1] == f"test report written to {folder}"
+    write_report(folder, TWO_CLASSES, ["cat", "dog"])  # again into the same folder: overwritten
+    with pytest.raises(ValueError):  # a class name list that does not match the numbers
+        write_report(tmp_path / "other", TWO_CLASSES, ["cat", "dog", "bird"])
 
 
 PREDICT_TOP3 = """
@@ -96,15 +137,22 @@ def test_both_loops_choose_by_f1_and_write_the_same_test_report(tmp_path):
     f1 = manual.history.epochs[-1]["val/f1_macro"]
     assert f1 == pytest.approx(float(cli.trainer.callback_metrics["val/f1_macro"]), abs=1e-6)
 
+    # Each loop tests the same weights from a run folder of its own, so each report lands beside
+    # its own copy of the checkpoint and the comparison reads two reports, not one twice.
+    copy = tmp_path / "manual_copy" / "version_0" / "checkpoints" / Path(best).name
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(best, copy)
     lightning_main(["test", *args, f"--ckpt_path={best}"])
     report = tmp_path / "logs" / "cnn" / "version_0" / "test_report"
     from_lightning = read_csv(report / "classification_report.csv")
     assert (report / "confusion_matrix.png").is_file()
     lightning_worst = (report / "top_losses.png").read_bytes()  # random images: some are wrong
-    metrics = manual_run(["test", *args, f"--ckpt_path={best}"])
-    assert read_csv(report / "classification_report.csv") == from_lightning  # same numbers
+    metrics = manual_run(["test", *args, f"--ckpt_path={copy}"])
+    manual_report = copy.parents[1] / "test_report"
+    assert read_csv(manual_report / "classification_report.csv") == from_lightning  # same numbers
     assert metrics["test/f1_macro"] == pytest.approx(float(from_lightning[-2][3]), abs=1e-6)
-    assert (report / "top_losses.png").read_bytes() == lightning_worst  # the same images
+    assert (manual_report / "confusion_matrix.png").is_file()
+    assert (manual_report / "top_losses.png").read_bytes() == lightning_worst  # the same images
 
     # predict: the 3 most probable classes of every image, with their probabilities
     writer = tmp_path / "top3.yaml"
@@ -117,6 +165,12 @@ def test_both_loops_choose_by_f1_and_write_the_same_test_report(tmp_path):
     assert len(rows) == 49 and {row[1] for row in rows[1:]} <= {"a", "b", "c"}
     first = [float(rows[1][i]) for i in (2, 4, 6)]
     assert first == sorted(first, reverse=True) and sum(first) == pytest.approx(1, abs=1e-5)
+    # Each row holds its own image's prediction: one image per batch cannot pair a path with
+    # another image's classes, and the batched run must say the same of every path.
+    writer.write_text(PREDICT_TOP3.format(output=tmp_path / "one_by_one.csv"))
+    lightning_main(["predict", *args, "--config", str(writer), f"--data.predict_root={images}",
+                    "--data.batch_size=1", f"--ckpt_path={best}"])  # fmt: skip
+    assert_same_predictions(tmp_path / "predictions.csv", tmp_path / "one_by_one.csv")
 
 
 def test_top_losses_keep_the_most_confidently_wrong_images():

@@ -25,6 +25,8 @@ from project.core.recipe import ClassifierRecipe
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
 
+from .helpers import only_line
+
 REPO = Path(__file__).resolve().parents[1]
 CALLS: list[tuple[str, int | None]] = []  # (hook, epoch) in call order, per run
 
@@ -123,6 +125,6 @@ def test_a_nan_loss_exits_with_status_1_and_one_line_in_both_loops(
     with pytest.raises(SystemExit) as stopped:
         main(["fit", *args, "--trainer.max_epochs=3"])
     assert stopped.value.code == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "loss is nan at epoch" in errors[0], errors
+    error = only_line(capsys.readouterr().err)
+    assert error.startswith("error: ") and "loss is nan at epoch" in error, error
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing non-finite was saved

@@ -16,7 +16,7 @@ from project.data.split_file import SplitFileError, split_hash
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
 
-from .helpers import CNN_CONFIG, make_class_folders
+from .helpers import CNN_CONFIG, make_class_folders, only_line
 
 
 def tiny_args(root, log_dir, *extra) -> list[str]:
@@ -91,5 +91,5 @@ def test_a_changed_folder_with_a_reused_split_is_a_one_line_error(entry, folder,
     with pytest.raises(SystemExit) as exit_status:  # the entry points' own main(), in-process
         (lightning_main if entry == "lightning" else manual_main)(["fit", *args])
     assert exit_status.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = only_line(capsys.readouterr().err)
     assert last.startswith("error: data.split_file") and "1 file(s) added: cat/new.png" in last

@@ -8,7 +8,7 @@ local port (127.0.0.1:9), so a download attempt is refused at once, as on a mach
 from __future__ import annotations
 
 import os
-import subprocess
+import re
 import sys
 from pathlib import Path
 
@@ -26,11 +26,12 @@ from project.models.transfer import TransferNetwork
 from project.weights import main as weights_main
 
 from .helpers import (
-    BOUND_SECONDS,
     DEFAULTS_CONFIG,
     REPO,
     assert_same_tensors,
     make_class_folders,
+    only_line,
+    run_command,
     small_resnet_args,
 )
 
@@ -59,14 +60,10 @@ def test_missing_weights_offline_is_one_line_and_exit_status_2(entry, digits_roo
         "fit",
         *small_resnet_args(digits_root, tmp_path / "logs", '--data.classes=["0", "1"]'),
     ]
-    result = subprocess.run(
-        command, cwd=REPO, env=offline_env(torch_home), capture_output=True, text=True,
-        timeout=BOUND_SECONDS,
-    )  # fmt: skip
+    result = run_command(command, env=offline_env(torch_home), check=False)
     assert result.returncode == 2, result.stdout + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    line = errors[0]
+    line = only_line(result.stderr)
+    assert line.startswith("error: ")
     assert "resnet18-f37072fd.pth" in line  # the file,
     assert str(torch_home / "hub" / "checkpoints") in line  # the folder,
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in line  # the URL
@@ -86,9 +83,10 @@ def test_weights_command_offline_says_where_and_checks_the_hash(tmp_path, monkey
     # A file in the right place whose bytes do not match the hash in its name is refused.
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mobilenet_v3_small-047dcff4.pth").write_bytes(b"not the weights")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_status:
         weights_main(["MobileNet_V3_Small_Weights.IMAGENET1K_V1", "--no-download"])
-    assert "does not match the hash" in capsys.readouterr().err
+    assert exit_status.value.code == 2
+    assert "does not match the hash" in only_line(capsys.readouterr().err)
 
 
 # ----------------------------------------------------------------------------- gradual unfreezing
@@ -203,10 +201,7 @@ def test_lightning_ddp_keeps_the_late_unfrozen_backbone_identical_on_both_ranks(
         str(REPO / "configs" / "presets" / "ddp_cpu.yaml"),
         f"--trainer.callbacks+={yaml.safe_dump(callback, default_flow_style=True).strip()}",
     ]
-    result = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=BOUND_SECONDS
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_command(command)  # status 0, or fails with the output; past the bound kills both ranks
     weights = {
         (when, rank): torch.load(tmp_path / f"{when}-rank{rank}.pt", weights_only=True)
         for when in ("start", "end")
@@ -276,3 +271,60 @@ def test_glyphs_are_deterministic_and_the_font_sets_never_meet(tmp_path):
     for digit in glyphs.DIGITS:
         assert len(list((split / "train" / digit).glob("*.png"))) == 3
         assert len(list((split / "val" / digit).glob("*.png"))) == 2
+
+
+# ----------------------------------------------------------------------------- the challenge, small
+
+# The real commands (make challenge-data: python -m project.transfer.source; make transfer:
+# python -m project.transfer), run as scripts in a fresh interpreter from a scratch folder (their
+# data/glyphs is relative to the working directory), on a small version of the glyphs: 2 fonts a
+# side, 2 letters per font and class, the 20-per-digit pool the challenge split needs, 1 validation
+# image per font and digit; one epoch per stage. The module constants are the only change.
+SMALL_CHALLENGE = """
+import runpy, sys
+from project.transfer import glyphs, proof
+glyphs.SOURCE_FONTS, glyphs.TARGET_FONTS = glyphs.SOURCE_FONTS[:2], glyphs.TARGET_FONTS[:2]
+glyphs.SOURCE_PER_FONT, glyphs.POOL_PER_FONT, glyphs.VAL_PER_FONT = 2, 10, 1
+one_epoch = ["--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1"]
+proof.QUIET = [*proof.QUIET, *one_epoch]  # every row of the table: one epoch, validated
+command = sys.argv[1]
+sys.argv = [command, *sys.argv[2:]]
+runpy.run_module(command, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_challenge_pipeline_runs_through_its_commands(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's project, from any folder
+
+    def command(*args: str) -> str:
+        result = run_command([sys.executable, "-c", SMALL_CHALLENGE, *args], cwd=tmp_path, env=env)
+        return result.stdout
+
+    # make challenge-data: glyphs, the source backbone (1 epoch on the letters), the k=20 split
+    out = command("project.transfer.source", "--trainer.max_epochs=1", "--data.val_fraction=0.25")
+    root = tmp_path / "data" / "glyphs"
+    weights = root / "source_resnet18.pth"
+    assert f"ready: {Path('data/glyphs/source_resnet18.pth')}" in out, out
+    assert re.search(r"source backbone: letters val/acc [01]\.\d{4}", out), out
+    fonts = (root / "done.txt").read_text().splitlines()
+    assert len([f for f in fonts if f.startswith("source:")]) == 2, fonts
+    backbone = torch.load(weights, weights_only=True)
+    assert "conv1.weight" in backbone and not any(k.startswith("fc.") for k in backbone)
+    split = root / "digits" / "k20_seed0"
+    for digit in "0123456789":
+        assert len(list((split / "train" / digit).glob("*.png"))) == 20
+        assert len(list((split / "val" / digit).glob("*.png"))) == 2
+    # The challenge's target config loads that file like downloaded weights (as the exercise does).
+    trained = TransferNetwork(10, weights=str(weights))
+    assert torch.equal(trained.backbone.state_dict()["conv1.weight"], backbone["conv1.weight"])
+
+    # make transfer: the table, every row a real fit of configs/transfer/target.yaml (1 seed)
+    out = command("project.transfer", "--seeds", "1")
+    table = out[out.index("digits 0-9 in 6 unseen fonts") :].splitlines()
+    rows = [line for line in table[2:] if not line.startswith("whole run")]
+    assert len(rows) == 5, out
+    for line in rows:
+        mean = float(line[52:].split()[0])
+        assert 0.0 <= mean <= 1.0, line
+    assert (tmp_path / "lightning_logs" / "transfer" / "target").is_dir()  # target.yaml's logger
