@@ -511,3 +511,43 @@ def test_config_values(where: str, claim: tuple[str, str], line: str) -> None:
     # argument such as save_last, a scheduler dict's interval)
     in_code = re.search(rf"\b{re.escape(key.split('.')[-1])}\b", CODE)
     assert known or _matches(parser_defaults(), key) or in_code, f"{where}: {key} is nowhere"
+
+
+# ---------------------------------------------------------------------------------------------
+# "`name` in `path.py`": the file still has the name
+# ---------------------------------------------------------------------------------------------
+NAMES_IN_FILE = re.compile(
+    r"((?:`\w+(?:\(\))?`(?:, and |, | and | or | / ))*`\w+(?:\(\))?`) (?:in|from) `([\w./]+\.py)`"
+)
+
+
+def names_in_file_params() -> list:
+    chosen = []
+    for path in doc_files():
+        text = path.read_text(encoding="utf-8")
+        for match in NAMES_IN_FILE.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            where = f"{path.relative_to(ROOT)}:{line}"
+            for name in re.findall(r"`(\w+)(?:\(\))?`", match.group(1)):
+                claim = (name, match.group(2))
+                chosen.append(pytest.param(where, claim, id=f"{where}:{name} in {claim[1]}"))
+    return chosen
+
+
+@pytest.mark.parametrize("where, claim", names_in_file_params())
+def test_names_are_in_the_file_named(where: str, claim: tuple[str, str]) -> None:
+    """A name said to be in a file is in it: defined there, or imported there (an alias left
+    behind when it moved)."""
+    name, file = claim
+    doc = ROOT / where.split(":")[0]
+    found = [f for f in (ROOT / file, doc.parent / file, ROOT / "project" / file) if f.is_file()]
+    if not found and _exists(doc, file):
+        return  # a file made at run time
+    assert found, f"{where}: {file} does not exist"
+    source = found[0].read_text(encoding="utf-8")
+    defined = (
+        rf"^\s*(?:async )?def {name}\b|^\s*class {name}\b|^\s*{name}\s*[:=]"  # defined here
+        rf"|^(?:from|import) .*\b{name}\b|^\s+{name},?\s*(?:#.*)?$"  # imported (an alias)
+        rf"|^\s*self\.{name}\s*[:=]"  # an attribute set in __init__
+    )
+    assert re.search(defined, source, re.M), f"{where}: {file} defines no {name} (moved?)"
