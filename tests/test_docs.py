@@ -311,7 +311,7 @@ def command_claim(text: str, kind: str):
     text = _strip_comment(text.strip())
     match = PYTHON_M.match(text)
     if match:
-        return ("python", match.group(1), match.group(2))
+        return ("python", match.group(1).rstrip("."), match.group(2))
     match = MAKE.match(text)
     return ("make", match.group(1), "") if match else None
 
