@@ -551,3 +551,33 @@ def test_names_are_in_the_file_named(where: str, claim: tuple[str, str]) -> None
         rf"|^\s*self\.{name}\s*[:=]"  # an attribute set in __init__
     )
     assert re.search(defined, source, re.M), f"{where}: {file} defines no {name} (moved?)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Example configs: a ```yaml block whose first line is "# NAME.yaml: python -m project ..."
+# ---------------------------------------------------------------------------------------------
+EXAMPLE_HEADER = re.compile(r"^# ([\w.-]+\.ya?ml): (python -m project.*)$")
+
+
+def example_config_params() -> list:
+    chosen = []
+    for path in doc_files():
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"^```ya?ml\n(.*?)^```", text, re.M | re.S):
+            header = EXAMPLE_HEADER.match(match.group(1).splitlines()[0])
+            if header:
+                where = f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 2}"
+                item = (header.group(1), header.group(2), match.group(1))
+                chosen.append(pytest.param(where, item, id=f"{where}:{header.group(1)}"))
+    return chosen
+
+
+@pytest.mark.parametrize("where, example", example_config_params())
+def test_example_configs_parse(where: str, example: tuple[str, str, str], tmp_path) -> None:
+    """The example is written where its command expects it, and the command parses with it."""
+    name, command, body = example
+    (tmp_path / name).write_text(body, encoding="utf-8")
+    kind, module, rest = command_claim(command, "block")
+    args = [str(tmp_path / name) if arg == name else arg for arg in _arguments(rest) or []]
+    placeholders = {"CKPT": str(tmp_path / "x.ckpt"), "FOLDER": str(tmp_path)}
+    run_parse_only(module, [placeholders.get(arg, arg) for arg in args], print_config=False)
