@@ -30,6 +30,7 @@ import gc
 import importlib
 import importlib.util
 import io
+import json
 import re
 import runpy
 import shlex
@@ -581,3 +582,32 @@ def test_example_configs_parse(where: str, example: tuple[str, str, str], tmp_pa
     args = [str(tmp_path / name) if arg == name else arg for arg in _arguments(rest) or []]
     placeholders = {"CKPT": str(tmp_path / "x.ckpt"), "FOLDER": str(tmp_path)}
     run_parse_only(module, [placeholders.get(arg, arg) for arg in args], print_config=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated tables: each marked table is what its result file renders (make docs)
+# ---------------------------------------------------------------------------------------------
+def generated_table_params() -> list:
+    from benchmarks.doc_tables import marked_tables
+
+    chosen = []
+    for path in doc_files():
+        for source, block in marked_tables(path.read_text(encoding="utf-8")):
+            where = str(path.relative_to(ROOT))
+            chosen.append(pytest.param(where, source, block, id=f"{where}:{source}"))
+    return chosen
+
+
+@pytest.mark.parametrize("where, source, block", generated_table_params())
+def test_generated_tables_match_their_results(where: str, source: str, block: str) -> None:
+    from benchmarks.doc_tables import render
+
+    result = json.loads((ROOT / source).read_text(encoding="utf-8"))
+    missing = {"command", "machine", "date", "output"} - set(result)
+    assert not missing, f"{source} lacks {sorted(missing)}"
+    assert block == render(result), f"{where}: the table differs from {source}: run make docs"
+
+
+def test_some_table_is_generated() -> None:
+    """The marker pattern still matches: a typo in it must not make the check above vacuous."""
+    assert generated_table_params()
