@@ -39,7 +39,8 @@ test: install
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m pytest
 
-# The edit-run cycle: ruff and the tests not marked slow (77 s on the 2-core dev VM, idle).
+# The edit-run cycle: ruff and the tests not marked slow (77 s on the 2-core dev VM, idle, before
+# tests/test_docs.py, which took 25-30 s more on that VM while it was shared, 2026-12-02).
 test-fast: install
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m pytest -m "not slow"
