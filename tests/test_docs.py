@@ -229,7 +229,12 @@ def _code_text() -> str:
     return "\n".join(parts)
 
 
-CODE = _code_text()
+CODE = "\n".join(
+    [
+        _code_text(),
+        *((ROOT / name).read_text(encoding="utf-8") for name in ("Makefile", "pyproject.toml")),
+    ]
+)
 TRACKED = set(tracked_files())
 
 
@@ -334,7 +339,7 @@ def command_claim(text: str, kind: str):
 
 def _arguments(rest: str) -> list[str] | None:
     """The command's arguments with placeholders filled; None where the doc elides them (...)."""
-    rest = re.sub(r"\[[^\]]*\]", " ", rest)  # [optional parts] of a usage line
+    rest = re.sub(r"(?<!['\"])\[[^\]]*\](?!['\"])", " ", rest)  # [optional parts] of a usage line
     rest = rest.split(" && ")[0].split(" | ")[0].rstrip(" &")
     try:
         words = shlex.split(rest)
@@ -389,9 +394,26 @@ def parse_only():
             cls.parse_args = original
 
 
+_PARSED: dict[tuple, tuple[bool, object]] = {}
+
+
 def run_parse_only(module: str, args: list[str], print_config: bool = True):
     """Run ``python -m module args`` in this process up to its argument parse; returns the
-    parsed namespace, or raises AssertionError with what the parser said."""
+    parsed namespace, or raises AssertionError with what the parser said. The docs repeat
+    commands: each distinct one is parsed once per session."""
+    key = (module, tuple(args), print_config)
+    if key not in _PARSED:
+        try:
+            _PARSED[key] = (True, _run_parse_only(module, args, print_config))
+        except AssertionError as error:
+            _PARSED[key] = (False, str(error))
+    ok, value = _PARSED[key]
+    if not ok:
+        raise AssertionError(value)
+    return value
+
+
+def _run_parse_only(module: str, args: list[str], print_config: bool):
     from project.__main__ import COMMANDS
 
     if (
@@ -628,6 +650,68 @@ def test_some_table_is_generated() -> None:
     assert generated_table_params()
 
 
+# ---------------------------------------------------------------------------------------------
+# Options quoted alone: `--data.sampler weighted`, `--model.init_args.lr 0.001`, `--resume last`
+# ---------------------------------------------------------------------------------------------
+# Options of other tools that the docs quote (sbatch, torchrun): not ours to check.
+OTHER_TOOLS_OPTIONS = {"nodes", "ntasks-per-node", "gpus-per-node", "nproc_per_node", "master_addr"}
+
+
+def option_claim(text: str, kind: str):
+    match = re.match(r"^--([\w.-]+)", text) if kind == "inline" else None
+    return (match.group(1), text) if match else None
+
+
+def model_configs() -> list[str]:
+    """The configs that name a model (configs/cnn.yaml, configs/resnet18.yaml, ...)."""
+    return [
+        str(path.relative_to(ROOT))
+        for path in sorted(ROOT.glob("configs/*.yaml"))
+        if "model" in (yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    ]
+
+
+def _parses_with_some_model_config(words: list[str]) -> str | None:
+    """None when ``fit --config C WORDS`` parses for some model config C, else the errors."""
+    errors = []
+    for config in model_configs():
+        try:
+            run_parse_only("project", ["fit", "--config", config, *words], print_config=False)
+            return None
+        except AssertionError as error:
+            errors.append(f"{config}: {error}")
+    return "; ".join(errors)
+
+
+@pytest.mark.parametrize("where, claim, line", params(option_claim))
+def test_quoted_options_exist(where: str, claim: tuple[str, str], line: str) -> None:
+    key, span = claim
+    if key in OTHER_TOOLS_OPTIONS:
+        return
+    words = None if "..." in span or "|" in span else _arguments(span)
+    if words and len(words) > 1 or "=" in span:  # an option with its value: it must parse
+        error = _parses_with_some_model_config(words or [])
+        if error is None:
+            return
+        assert key.split(".")[0] not in ("data", "model", "trainer", "config"), f"{where}: {error}"
+    # an option named alone, or one of another command (--resume, --k): it exists somewhere
+    defaults = [d for config in model_configs() for d in [config_defaults(config)]]
+    known = any(_matches(flat, key) for flat in defaults)
+    written = re.search(rf"[\"'\s]--{re.escape(key)}\b|\b{re.escape(key)}\b", CODE)
+    assert known or (written and "." not in key), f"{where}: no command has an option --{key}"
+
+
+_CONFIG_DEFAULTS: dict[str, dict[str, object]] = {}
+
+
+def config_defaults(config: str) -> dict[str, object]:
+    """What ``python -m project fit --config CONFIG`` parses to, flattened."""
+    if config not in _CONFIG_DEFAULTS:
+        namespace = run_parse_only("project", ["fit", "--config", config], print_config=False)
+        _CONFIG_DEFAULTS[config] = flatten(namespace)
+    return _CONFIG_DEFAULTS[config]
+
+
 def test_every_kind_of_claim_is_found() -> None:
     """The readers above still find claims: a broken pattern must not make the checks vacuous."""
     assert (ROOT / "README.md") in doc_files()
@@ -637,6 +721,7 @@ def test_every_kind_of_claim_is_found() -> None:
         "config values": len(params(config_claim)),
         "names in files": len(names_in_file_params()),
         "example configs": len(example_config_params()),
+        "options": len(params(option_claim)),
     }
     assert counts["commands"] >= 20 and counts["names"] >= 100, counts
     assert all(counts.values()), counts
