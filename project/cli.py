@@ -41,7 +41,7 @@ from project.checkpoints import (
 from project.classifier import ClassifierModule
 from project.config_defaults import default_config_files
 from project.data.datamodule import ImageDataModule
-from project.errors import Stopped, exit_on_error
+from project.errors import InputError, Stopped, exit_on_error
 from project.precision import resolve_precision
 from project.runs import lightning_run_folders
 
@@ -114,6 +114,7 @@ class ImageClassifierCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI's own (it applies a checkpoint's model arguments over the config), with
+        --weights_only false honoured (Lightning's reads weights_only=True whatever it says) and
         the arguments of checkpoints from before the optimizer was injected translated first
         (project/checkpoints.py model_arguments). Overrides a private method of Lightning 2.6:
         tests/test_injection.py's old checkpoint fails if it stops being called."""
@@ -121,7 +122,11 @@ class ImageClassifierCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
-        hparams = dict(load_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        if self.config[subcommand].get("weights_only") is False:  # the user trusts this file
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        else:
+            checkpoint = load_checkpoint(ckpt_path)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
         class_path = hparams.get("_class_path")
         hparams = model_arguments(hparams)
         if not hparams:
@@ -141,9 +146,23 @@ class ImageClassifierCLI(LightningCLI):
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
 
 
+def refuse_top_level_optimizer(args) -> None:
+    """LightningCLI's --optimizer / --lr_scheduler would configure a second optimizer beside the
+    model's own (it builds one over named parameter groups): one line naming the option to use."""
+    for arg in args if isinstance(args, list) else []:
+        for option in ("--optimizer", "--lr_scheduler"):
+            if arg == option or arg.startswith((f"{option}=", f"{option}.")):
+                raise InputError(
+                    f"{option}: the model builds its optimizer over its own parameter groups; "
+                    f"use --model.init_args.{option[2:]} (e.g. --model.init_args.optimizer "
+                    "torch.optim.SGD --model.init_args.optimizer.lr 0.1)"
+                )
+
+
 def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
     """The entry point of ``python -m project``; tests call it with a list of arguments."""
     with exit_on_error():  # one line and a known exit status (project/errors.py)
+        refuse_top_level_optimizer(sys.argv[1:] if args is None else args)
         try:
             return ImageClassifierCLI(
                 ClassifierModule,  # any of project/classifier.py's, or a subclass of your own

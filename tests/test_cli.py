@@ -335,12 +335,6 @@ def test_ckpt_path_last_takes_the_newest_lightning_version_beside_manual_runs(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="LightningCLI._parse_ckpt_path reads the checkpoint's hyperparameters with "
-    "torch.load(weights_only=True) whatever --weights_only says: an UnpicklingError traceback "
-    "before the trainer (which honours the option) reads the file (ISSUE26_NOTES.md)",
-)
 def test_weights_only_false_loads_what_the_safe_default_refuses(fitted, tmp_path, capsys):
     """A checkpoint carrying a plain Python object that weights_only=True does not allow (a
     datetime): refused by default with the option named, loaded with --weights_only false."""

@@ -109,3 +109,18 @@ def test_predict_loader_yields_paths(tmp_path, digits_root):
     data.setup("predict")
     images, paths = next(iter(data.predict_dataloader()))
     assert images.shape == (1, 3, 16, 16) and paths[0].endswith("x.png")
+
+
+def test_a_csv_without_a_root_reads_its_paths_from_its_own_folder(tmp_path, monkeypatch):
+    """docs/data.md: CSV paths are relative to --data.root, by default the CSV's folder; the
+    bundled digits are not written (nor needed)."""
+    folder = tmp_path / "labelled"
+    make_class_folders(folder / "images", {"cat": 6, "dog": 6})
+    rows = [f"images/{p.parent.name}/{p.name},{p.parent.name}" for p in folder.rglob("*.png")]
+    (folder / "labels.csv").write_text("path,label\n" + "\n".join(sorted(rows)) + "\n")
+    monkeypatch.chdir(tmp_path)  # a working directory where data/digits does not exist
+    data = ImageDataModule(csv_file=str(folder / "labels.csv"), num_workers=0, image_size=8)
+    assert data.class_names == ["cat", "dog"]
+    data.setup("fit")
+    assert sum(len(data.datasets[split]) for split in ("train", "val")) > 0
+    assert not (tmp_path / "data").exists()

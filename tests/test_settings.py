@@ -56,7 +56,7 @@ def test_the_lightning_class_path_is_read_as_its_recipe(tmp_path):
     data, recipe = build_data_and_model(config)
     assert isinstance(recipe, CNNRecipe) and recipe.num_classes == data.num_classes == 10
     optimizer = recipe.configure_optimizers(total_steps=10).optimizer
-    assert type(optimizer).__name__ == "SGD" and optimizer.param_groups[0]["lr"] == 0.2
+    assert type(optimizer).__name__ == "SGD" and optimizer.defaults["lr"] == 0.2
     # defaults.yaml's save_dir was replaced, its name kept from cnn.yaml: merged, not replaced
     settings = loop_settings(config)
     assert settings.log_root == tmp_path / "cnn"
@@ -75,3 +75,12 @@ def test_test_without_a_checkpoint_says_it_evaluates_untrained_weights(digits_ro
     )  # fmt: skip
     warnings = [line for line in result.stderr.splitlines() if "untrained weights" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: test without --ckpt_path")
+
+
+def test_a_top_level_optimizer_option_names_the_models_own(capsys):
+    from project.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--config", CNN_CONFIG, "--optimizer", "torch.optim.SGD"])
+    assert stopped.value.code == 2
+    assert "use --model.init_args.optimizer" in one_error_line(capsys)

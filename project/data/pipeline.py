@@ -156,11 +156,17 @@ class ImageData:
 
     @property
     def root(self) -> Path:
-        return Path(self.hparams.root) if self.hparams.root is not None else DIGITS_ROOT
+        """data.root; without it the CSV's own folder (its paths are relative to it), else the
+        bundled digits."""
+        if self.hparams.root is not None:
+            return Path(self.hparams.root)
+        if self.hparams.csv_file is not None:
+            return Path(self.hparams.csv_file).parent
+        return DIGITS_ROOT
 
     def prepare_data(self) -> None:
         # Lightning calls this once per machine before setup(): the place to write files.
-        if self.hparams.root is None:
+        if self.hparams.root is None and self.hparams.csv_file is None:
             write_digits(DIGITS_ROOT)
 
     def _scan(self) -> None:
