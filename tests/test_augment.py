@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from project.augment import _paste_box, hard_labels, mix_batch
+from project.augment import hard_labels, mix_batch
 from project.checkpoints import load_checkpoint
 from project.cli import main as lightning_main
 from project.manual.cli import run as manual_run
@@ -51,20 +51,21 @@ def test_cutmix_targets_share_the_pasted_area():
     assert hard_labels(targets).tolist() == [int(pasted > 0.5), int(pasted <= 0.5)]
 
 
-def test_the_cutmix_box_is_the_drawn_rectangle_of_the_asked_area():
-    """The pasted box: about (1 - share) of the image (sides scaled by its square root), centred
-    where drawn, clipped at the borders, on an image that is not square (rows are not columns)."""
-    images, partner = torch.zeros(2, 1, 12, 20), torch.ones(2, 1, 12, 20)
+def test_cutmix_pastes_one_rectangle_and_the_targets_follow_its_area():
+    """torchvision's CutMix as mix_batch uses it, on an image that is not square: one
+    rectangle of the partner's pixels, the same in every image, and each image's target weight
+    of its own class equals the share of its pixels it kept (40 seeds)."""
+    images = torch.stack([torch.zeros(1, 12, 20), torch.ones(1, 12, 20)])
     for seed in range(40):
         torch.manual_seed(seed)
-        centre_y, centre_x = int(torch.randint(12, ())), int(torch.randint(20, ()))
-        torch.manual_seed(seed)
-        mixed, kept = _paste_box(images, partner, share=0.75)  # sides halved: 6 x 10
-        expected = torch.zeros(12, 20)
-        expected[max(centre_y - 3, 0) : min(centre_y + 3, 12),
-                 max(centre_x - 5, 0) : min(centre_x + 5, 20)] = 1  # fmt: skip
-        assert torch.equal(mixed[0, 0], expected) and torch.equal(mixed[1, 0], expected), seed
-        assert kept == pytest.approx(1 - float(expected.mean())), seed
+        mixed, targets = mix_batch(images, torch.tensor([0, 1]), 2, cutmix_alpha=1.0)
+        pasted = mixed[0, 0] == 1  # image 0 is zeros: every 1 came from image 1
+        rows, cols = pasted.any(dim=1), pasted.any(dim=0)
+        assert int(pasted.sum()) == int(rows.sum()) * int(cols.sum()), seed  # a rectangle
+        assert torch.equal(mixed[1, 0] == 0, pasted), seed  # the same box in image 1
+        kept = 1 - float(pasted.float().mean())
+        assert float(targets[0, 0]) == pytest.approx(kept), seed
+        assert float(targets[1, 1]) == pytest.approx(kept), seed
 
 
 def test_hard_labels_keep_class_indices_and_take_the_heaviest_class():
