@@ -1,8 +1,8 @@
 """Per-class quality of a classifier, computed the same way by both training loops.
 
 Accuracy alone hides a class the model never gets right: on a 20:1 folder, predicting the majority
-class always scores 95%. ``EvaluationMetrics`` counts one confusion matrix per stage (torchmetrics'
-``MulticlassConfusionMatrix``, synced over processes) and reads everything else off it:
+class always scores 95%. ``EvaluationMetrics`` counts one confusion matrix per stage (summed over
+processes when several train) and reads everything else off it:
 
     per class      precision, recall, F1, support (true images of the class)
     macro          their plain mean over classes (every class counts the same)
@@ -19,19 +19,23 @@ class always scores 95%. ``EvaluationMetrics`` counts one confusion matrix per s
 The LightningModules (project/classifier.py) log ``val/precision_macro``, ``val/recall_macro``,
 ``val/f1_macro`` (and ``val/acc_top5``) at each validation end, ``test/...`` at test; the manual
 loop (project/manual/loop.py ``evaluate()``) calls this same class. Any of these names can be the
-``monitor`` of ModelCheckpoint or EarlyStopping. Plain torch + torchmetrics, no Lightning import.
+``monitor`` of ModelCheckpoint or EarlyStopping. Plain torch, no Lightning import.
 
-Why one matrix: precision, recall and F1 are its column and row ratios, so counting them with three
-more torchmetrics objects (as before) repeated the same per-batch counting three times and synced
-three more states; the values are the same (tests/test_metrics.py checks them against
-scikit-learn), including torchmetrics' 0 for a class never predicted or never present.
+Why one matrix, and no torchmetrics: precision, recall and F1 are its column and row ratios, so
+counting them with three more torchmetrics objects (as before) repeated the same per-batch counting
+three times and synced three more states; the values are the same (tests/test_metrics.py checks
+them against scikit-learn), including torchmetrics' 0 for a class never predicted or never
+present. With one matrix and one top-5 count left, the counting is a few lines of torch here, and
+``import torchmetrics`` (1.6 s on the development VM, -X importtime: it loads scipy through its
+audio metrics) is no longer on the manual loop's start-up (benchmarks/manual_import.py). The
+sum over processes is what torchmetrics' sync did: an all_reduce of the counts at compute().
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 TOP_K = 5
 MACRO_NAMES = ("precision_macro", "recall_macro", "f1_macro")
@@ -43,25 +47,35 @@ class EvaluationMetrics(nn.Module):
     def __init__(self, num_classes: int):
         super().__init__()
         self.num_classes = num_classes
-        # validate_args=False: the checks read tensors on the host at every batch.
-        self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
-        self.top_k = (
-            MulticlassAccuracy(num_classes, top_k=TOP_K, average="micro", validate_args=False)
-            if num_classes > TOP_K
-            else None
-        )
+        self.top_k = TOP_K if num_classes > TOP_K else None
+        # Buffers move with .to(device) and stay out of checkpoints (persistent=False).
+        counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        self.register_buffer("confusion", counts, persistent=False)  # [true, predicted]
+        self.register_buffer("top_k_correct", torch.zeros((), dtype=torch.long), persistent=False)
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count a batch on the device: no host read."""
         logits = logits.detach().float()
         predicted = logits.argmax(dim=1)
-        self.confusion.update(predicted, labels)
+        cells = labels.long() * self.num_classes + predicted
+        self.confusion += torch.bincount(cells, minlength=self.num_classes**2).view_as(
+            self.confusion
+        )
         if self.top_k is not None:
-            self.top_k.update(logits, labels)
+            top = logits.topk(self.top_k, dim=1).indices
+            self.top_k_correct += (top == labels[:, None]).any(dim=1).sum()
+
+    def _summed(self, counts: torch.Tensor) -> torch.Tensor:
+        """``counts`` summed over every process (a copy: this process keeps its own)."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            counts = counts.clone()
+            dist.all_reduce(counts)
+        return counts
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Per-class tensors ("precision", "recall", "f1", "support"), macro and weighted means
         ("f1_macro", "f1_weighted", ...), "acc_top5" and "confusion" (rows: true class)."""
-        confusion = self.confusion.compute().long()
+        confusion = self._summed(self.confusion)
         support = confusion.sum(dim=1)  # true images per class (rows)
         shares = support.float() / support.sum().clamp(min=1)
         correct = confusion.diagonal().float()
@@ -75,13 +89,13 @@ class EvaluationMetrics(nn.Module):
             result[f"{name}_macro"] = per_class.mean()
             result[f"{name}_weighted"] = (per_class * shares).sum()
         if self.top_k is not None:
-            result[f"acc_top{TOP_K}"] = self.top_k.compute()
+            seen = support.sum().clamp(min=1)
+            result[f"acc_top{TOP_K}"] = self._summed(self.top_k_correct).float() / seen
         return result
 
     def reset(self) -> None:
-        for metric in (self.confusion, self.top_k):
-            if metric is not None:
-                metric.reset()
+        self.confusion.zero_()
+        self.top_k_correct.zero_()
 
     @staticmethod
     def accuracy(result: dict[str, torch.Tensor]) -> float:

@@ -20,15 +20,17 @@ import csv
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from project.figures import confusion_matrix_image, prediction_grid_image
+
+if TYPE_CHECKING:  # only an annotation here; tensorboard costs 0.3 s of start-up (RunLog loads it)
+    from torch.utils.tensorboard import SummaryWriter
 
 FINAL_METRICS = ("hp/best_val_acc", "hp/final_val_loss")
 GRID_IMAGES = 16  # validation images shown in val/predictions
@@ -48,6 +50,8 @@ def hyperparameters(model_hparams: dict, data_hparams: dict, model_name: str) ->
 
 def write_hyperparameters(writer: SummaryWriter, params: dict, metrics: dict[str, float]) -> None:
     """The HPARAMS tab's record of this run (what Lightning's TensorBoardLogger writes)."""
+    from torch.utils.tensorboard.summary import hparams  # tensorboard loads when logs are written
+
     experiment, start, end = hparams(params, metrics)
     file_writer = writer._get_file_writer()
     for summary in (experiment, start, end):

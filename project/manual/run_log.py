@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from project.manual import distributed
 from project.manual.settings import LoopSettings
@@ -65,6 +64,9 @@ class RunLog:
         self.main_process = distributed.rank() == 0
         self.dir = next_log_dir(settings)
         distributed.barrier()  # every process has named the folder before process 0 creates it
+        # Imported here: TensorBoard's writer costs 0.3 s of start-up, and only a fit writes logs.
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(self.dir) if self.main_process else distributed.NoWriter()
         self.say(f"logging to {self.dir}")
         self.say(other_loggers_note(settings.logger_classes))
