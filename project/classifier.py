@@ -132,7 +132,7 @@ class ClassifierModule(LightningModule):
 
     def _log_evaluation(self, stage: str) -> dict:
         """{stage}/loss, {stage}/acc and the per-class scalars over every process's images."""
-        result = getattr(self, f"{stage}_metrics").compute()  # torchmetrics syncs processes
+        result = getattr(self, f"{stage}_metrics").compute()  # over every process
         getattr(self, f"{stage}_metrics").reset()
         loss_sum, seen = self.trainer.strategy.reduce(self.loss_sums[stage], reduce_op="sum")
         self.log(f"{stage}/loss", (loss_sum / seen.clamp(min=1)).item(), prog_bar=True)

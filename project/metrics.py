@@ -66,9 +66,9 @@ class EvaluationMetrics(nn.Module):
             self.top_k_correct += (top == labels[:, None]).any(dim=1).sum()
 
     def _summed(self, counts: torch.Tensor) -> torch.Tensor:
-        """``counts`` summed over every process (a copy: this process keeps its own)."""
+        """``counts`` summed over every process, as a copy: reset() must not clear a result."""
+        counts = counts.clone()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            counts = counts.clone()
             dist.all_reduce(counts)
         return counts
 

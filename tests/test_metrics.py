@@ -53,3 +53,13 @@ def test_scalars_are_the_logged_names():
     metrics.update(torch.randn(12, 6), torch.arange(12) % 6)
     names = set(EvaluationMetrics.scalars(metrics.compute(), "val"))
     assert names == {"val/precision_macro", "val/recall_macro", "val/f1_macro", "val/acc_top5"}
+
+
+def test_a_result_survives_the_reset_that_follows_it():
+    """Both loops log the accuracy after reset(): the result must be a copy of the counts."""
+    metrics = EvaluationMetrics(3)
+    metrics.update(torch.eye(3), torch.arange(3))
+    result = metrics.compute()
+    metrics.reset()
+    assert EvaluationMetrics.accuracy(result) == 1.0
+    assert int(metrics.confusion.sum()) == 0

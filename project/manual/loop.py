@@ -195,9 +195,9 @@ def evaluate(
             per_class.update(logits, labels)  # counts the confusion matrix too (the accuracy)
             top_losses.update(images, logits, labels)
     # Several processes: each saw its share; the metrics are over all of them (Lightning:
-    # strategy.reduce in _log_evaluation, and torchmetrics's own sync).
+    # strategy.reduce in _log_evaluation, and EvaluationMetrics' sum over processes).
     total_loss, seen = distributed.sum_over_processes(loss_sum.item(), seen)
-    per_class_result = per_class.compute()  # over every process (torchmetrics syncs)
+    per_class_result = per_class.compute()  # over every process (an all_reduce of the counts)
     return {
         "loss": total_loss / max(seen, 1),
         "acc": EvaluationMetrics.accuracy(per_class_result),
