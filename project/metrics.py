@@ -48,14 +48,18 @@ class EvaluationMetrics(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.top_k = TOP_K if num_classes > TOP_K else None
-        # Buffers move with .to(device) and stay out of checkpoints (persistent=False).
-        counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
-        self.register_buffer("confusion", counts, persistent=False)  # [true, predicted]
-        self.register_buffer("top_k_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        # Plain tensors, not buffers: outside state_dict, and outside what callbacks that swap a
+        # model's buffers touch (EMAWeightAveraging swaps the averaged copy's in for validation).
+        # They follow the batches' device in update().
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)  # [true, pred]
+        self.top_k_correct = torch.zeros((), dtype=torch.long)
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Count a batch on the device: no host read."""
         logits = logits.detach().float()
+        if self.confusion.device != logits.device:  # first batch on this device
+            self.confusion = self.confusion.to(logits.device)
+            self.top_k_correct = self.top_k_correct.to(logits.device)
         predicted = logits.argmax(dim=1)
         cells = labels.long() * self.num_classes + predicted
         self.confusion += torch.bincount(cells, minlength=self.num_classes**2).view_as(
