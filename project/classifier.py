@@ -32,12 +32,7 @@ from project.checkpoints import (
     restore_rng_states,
     rng_states,
 )
-from project.core.recipe import (
-    ClassifierRecipe,
-    CNNRecipe,
-    ResNetRecipe,
-    prepare_network,  # noqa: F401  (its old home: imported from here by older code)
-)
+from project.core.recipe import ClassifierRecipe, CNNRecipe, ResNetRecipe
 from project.ddp_unfreeze import SyncLateUnfrozenGradients
 from project.metrics import TOP_K, EvaluationMetrics
 from project.monitoring import TopLosses, top_losses_image

@@ -49,23 +49,12 @@ def small_args(digits_root: Path, log_dir: Path, *extra: str) -> list[str]:
 
 def run(loop: str, stage: str, args: list[str], env: dict | None = None, check: bool = True):
     module = "project" if loop == "lightning" else "project.manual"
-    command = [sys.executable, "-m", module, stage, *args]
-    if env is None:
-        return run_command(command, check=check)
-    return run_with_env(command, env, check)
+    return run_with_env([sys.executable, "-m", module, stage, *args], env or {}, check)
 
 
 def run_with_env(command: list[str], env: dict, check: bool):
-    old = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        return run_command(command, check=check)
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    """run_command with ``env`` added to this process's environment."""
+    return run_command(command, check=check, env={**os.environ, **env})
 
 
 def last_checkpoint(log_dir: Path, folder: str) -> Path:

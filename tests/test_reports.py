@@ -27,21 +27,23 @@ def read_csv(path) -> list[list[str]]:
         return list(csv.reader(file))
 
 
+TWO_CLASSES = {
+    "precision": torch.tensor([1.0, 0.5]),
+    "recall": torch.tensor([0.5, 1.0]),
+    "f1": torch.tensor([2 / 3, 2 / 3]),
+    "support": torch.tensor([2, 1]),
+    "confusion": torch.tensor([[1, 1], [0, 1]]),
+    "precision_macro": torch.tensor(0.75),
+    "recall_macro": torch.tensor(0.75),
+    "f1_macro": torch.tensor(2 / 3),
+    "precision_weighted": torch.tensor(2.5 / 3),
+    "recall_weighted": torch.tensor(2 / 3),
+    "f1_weighted": torch.tensor(2 / 3),
+}
+
+
 def test_the_report_has_a_row_per_class_then_the_averages(tmp_path, capsys):
-    result = {
-        "precision": torch.tensor([1.0, 0.5]),
-        "recall": torch.tensor([0.5, 1.0]),
-        "f1": torch.tensor([2 / 3, 2 / 3]),
-        "support": torch.tensor([2, 1]),
-        "confusion": torch.tensor([[1, 1], [0, 1]]),
-        "precision_macro": torch.tensor(0.75),
-        "recall_macro": torch.tensor(0.75),
-        "f1_macro": torch.tensor(2 / 3),
-        "precision_weighted": torch.tensor(2.5 / 3),
-        "recall_weighted": torch.tensor(2 / 3),
-        "f1_weighted": torch.tensor(2 / 3),
-    }
-    path = write_report(tmp_path / "report", result, ["cat", "dog"])
+    path = write_report(tmp_path / "report", TWO_CLASSES, ["cat", "dog"])
     rows = read_csv(path)
     assert rows[0] == ["class", "precision", "recall", "f1", "support"]
     assert [row[0] for row in rows[1:]] == ["cat", "dog", "macro avg", "weighted avg"]
@@ -62,21 +64,6 @@ def test_the_report_goes_to_the_run_of_the_checkpoint(tmp_path):
     # Lightning's names for a checkpoint it finds itself: no file to put the report beside.
     for name in ("best", "last", "hpc", "registry"):
         assert report_folder(name, tmp_path) == tmp_path / "test_report", name
-
-
-TWO_CLASSES = {
-    "precision": torch.tensor([1.0, 0.5]),
-    "recall": torch.tensor([0.5, 1.0]),
-    "f1": torch.tensor([2 / 3, 2 / 3]),
-    "support": torch.tensor([2, 1]),
-    "confusion": torch.tensor([[1, 1], [0, 1]]),
-    "precision_macro": torch.tensor(0.75),
-    "recall_macro": torch.tensor(0.75),
-    "f1_macro": torch.tensor(2 / 3),
-    "precision_weighted": torch.tensor(2.5 / 3),
-    "recall_weighted": torch.tensor(2 / 3),
-    "f1_weighted": torch.tensor(2 / 3),
-}
 
 
 def test_the_report_files_and_table_are_exactly_as_documented(tmp_path, capsys):

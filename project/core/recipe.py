@@ -37,7 +37,7 @@ from torch import nn
 from project.augment import mix_batch
 from project.data.sampling import inverse_frequency_weights
 from project.errors import InputError
-from project.features import FeatureCache
+from project.features import FeatureCache, FeatureCacheError
 from project.models.cnn import SmallCNN
 from project.models.transfer import Stage, TransferNetwork
 from project.optim import NamedSchedule, Schedule, build_optimizer, build_schedule
@@ -281,8 +281,6 @@ class ResNetRecipe(ClassifierRecipe):
 
     def check_data(self, stage: str, augmentation: str) -> None:
         if self.cache_features and stage == "fit" and augmentation != "none":
-            from project.features import FeatureCacheError
-
             raise FeatureCacheError(
                 "model.init_args.cache_features needs --data.augmentation none: augmented "
                 f"images differ every epoch (data.augmentation is {augmentation})"
