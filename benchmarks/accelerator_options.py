@@ -17,7 +17,7 @@ import torch
 import torch._inductor.config
 
 from benchmarks.common import interleaved, model_batches, ratio, spread, table, training_step_ms
-from project.classifier import prepare_network
+from project.core.recipe import prepare_network
 
 REPEATS, STEPS = 3, 8
 

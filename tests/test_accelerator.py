@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from project.classifier import prepare_network
+from project.core.recipe import prepare_network
 from project.models.cnn import SmallCNN
 
 
