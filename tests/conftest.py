@@ -11,8 +11,31 @@ import pytest
 
 from project.data.digits import write_digits
 
+from .helpers import quick_args
+
 
 @pytest.fixture(scope="session")
 def digits_root(tmp_path_factory) -> Path:
     """The bundled digits written once per test session as PNG class folders + labels.csv."""
     return write_digits(tmp_path_factory.mktemp("data") / "digits")
+
+
+@pytest.fixture(scope="session")
+def fitted(digits_root, tmp_path_factory) -> dict:
+    """One real 2-epoch fit of configs/cnn.yaml on the digits, shared by every test that needs a
+    trained checkpoint (its best and last checkpoints, its log folder, its arguments). Read it,
+    never write into it: other test files see the same files."""
+    from project.cli import main  # Lightning: imported only by tests that train
+
+    log_dir = tmp_path_factory.mktemp("logs")
+    args = quick_args(digits_root, log_dir)
+    cli = main(["fit", *args])
+    callback = cli.trainer.checkpoint_callback
+    return {
+        "args": args,
+        "log_dir": Path(cli.trainer.log_dir),
+        "best": Path(callback.best_model_path),
+        "last": Path(callback.dirpath) / "last.ckpt",
+        "epochs": cli.trainer.current_epoch,
+        "best_score": callback.best_model_score.item(),
+    }

@@ -1,7 +1,8 @@
 """End to end through the real entry point (project.cli.main and ``python -m project``).
 
-One short fit on the bundled digits is shared by the tests below; each then checks what a user
-would look at: checkpoints, TensorBoard events, validate/test/predict from the best checkpoint.
+One short fit on the bundled digits (the session fixture ``fitted``, tests/conftest.py) is shared
+by the tests below; each then checks what a user would look at: checkpoints, TensorBoard events,
+validate/test/predict from the best checkpoint.
 The configs: configs/defaults.yaml (shared) under each model config, read the same by both loops.
 """
 
@@ -37,22 +38,6 @@ from .helpers import (
     run_command,
     save_image,
 )
-
-
-@pytest.fixture(scope="module")
-def fitted(digits_root, tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("logs")
-    args = quick_args(digits_root, log_dir)
-    cli = main(["fit", *args])
-    callback = cli.trainer.checkpoint_callback
-    return {
-        "args": args,
-        "log_dir": Path(cli.trainer.log_dir),
-        "best": Path(callback.best_model_path),
-        "last": Path(callback.dirpath) / "last.ckpt",
-        "epochs": cli.trainer.current_epoch,
-        "best_score": callback.best_model_score.item(),
-    }
 
 
 @pytest.mark.slow
