@@ -1,5 +1,6 @@
 """Tables in the docs generated from recorded results, so a figure has one source.
 
+    make bench                                # every benchmark writes benchmarks/results/NAME.json
     python -m benchmarks.doc_tables record NAME [--keep-from TEXT] -- COMMAND ...
         runs COMMAND, prints its output and writes benchmarks/results/NAME.json: the command, the
         machine (benchmarks.common.machine()), the date and the output (from the first line that
@@ -36,7 +37,8 @@ MARKED = re.compile(
 def render(result: dict) -> str:
     """The Markdown of one result: a code block, the command and where it ran on its first line."""
     where = f"{result['machine']}; {result['date']}"
-    return f"```\n{result['command']}        # {where}\n{result['output'].rstrip()}\n```\n"
+    source = f"# {result['source']}\n" if result.get("source") else ""  # not measured by its write
+    return f"```\n{result['command']}        # {where}\n{source}{result['output'].rstrip()}\n```\n"
 
 
 def marked_tables(text: str) -> list[tuple[str, str]]:
@@ -59,9 +61,24 @@ def doc_files() -> list[Path]:
     return [ROOT / name for name in listed]
 
 
-def record(name: str, command: list[str], keep_from: str | None) -> Path:
+def write_result(name: str, command: str, output: str, source: str | None = None) -> Path:
+    """benchmarks/results/NAME.json: the command, this machine, today's date and the output
+    (``source``: where figures not measured by this write came from, e.g. a transcription)."""
     from benchmarks.common import machine
 
+    result = {"command": command, "machine": machine(), "date": datetime.date.today().isoformat()}
+    if source is not None:
+        result["source"] = source
+    result["output"] = output.rstrip() + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    partial = path.with_name(path.name + ".partial")  # a crash mid-write leaves the old result
+    partial.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def record(name: str, command: list[str], keep_from: str | None) -> Path:
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     output = run.stdout
     if keep_from is not None:
@@ -72,15 +89,7 @@ def record(name: str, command: list[str], keep_from: str | None) -> Path:
     shown = " ".join(command)
     if command[:2] == [sys.executable, "-m"]:
         shown = "python " + " ".join(command[1:])
-    result = {
-        "command": shown,
-        "machine": machine(),
-        "date": datetime.date.today().isoformat(),
-        "output": output.rstrip() + "\n",
-    }
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_result(name, shown, output)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -4,17 +4,26 @@ minutes before overhead_profile, time_to_99_events and feature_cache joined, whi
 
 python -m benchmarks.run_all              # all
 python -m benchmarks.run_all precision    # the ones whose module name contains "precision"
+
+Each benchmark's printed tables are also written to benchmarks/results/<module>.json (the
+command, the machine, the date), the one source of the tables marked as generated in
+benchmarks/README.md: ``make docs`` then rewrites them (benchmarks/doc_tables.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 from benchmarks.common import machine
+from benchmarks.doc_tables import write_result
 
 BENCHMARKS = [
     "framework_overhead",
@@ -35,6 +44,30 @@ BENCHMARKS = [
 ]
 
 
+class Tee(io.TextIOBase):
+    """Writes to the terminal and keeps a copy: the tables show as they are measured."""
+
+    def __init__(self, terminal):
+        self.terminal, self.copy = terminal, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        self.copy.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+
+
+def run_and_record(name: str, benchmark: Callable[[], object]) -> Path:
+    """Run one benchmark's ``main()`` and write what it printed to benchmarks/results/NAME.json.
+    A benchmark that fails writes nothing: the last good result stays the docs' source."""
+    tee = Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        benchmark()
+    return write_result(name, f"python -m benchmarks.{name}", tee.copy.getvalue())
+
+
 def main(selection: list[str]) -> None:
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # tables, not chatter
@@ -43,7 +76,8 @@ def main(selection: list[str]) -> None:
     print(f"machine: {machine()}")
     for name in chosen:
         started = time.perf_counter()
-        importlib.import_module(f"benchmarks.{name}").main()
+        path = run_and_record(name, importlib.import_module(f"benchmarks.{name}").main)
+        print(f"(wrote benchmarks/results/{path.name})")
         print(f"({name}: {time.perf_counter() - started:.0f} s)", flush=True)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from benchmarks import doc_tables
 
 MARK = (
@@ -34,3 +36,34 @@ def test_regenerate_rewrites_only_what_is_between_the_markers(tmp_path, monkeypa
     assert doc_tables.marked_tables(new) == [
         ("benchmarks/results/demo.json", doc_tables.render(result))
     ]
+
+
+def test_make_bench_records_what_each_benchmark_printed(tmp_path, monkeypatch, capsys):
+    from benchmarks import run_all
+
+    monkeypatch.setattr(doc_tables, "RESULTS", tmp_path)
+
+    def benchmark():
+        print("### 1. a table\nrow 1")
+
+    path = run_all.run_and_record("demo", benchmark)
+    assert "row 1" in capsys.readouterr().out  # still shown while it runs
+    result = json.loads(path.read_text())
+    assert result["output"] == "### 1. a table\nrow 1\n"
+    assert result["command"] == "python -m benchmarks.demo" and result["machine"]
+    assert "source" not in result  # measured by this run, not transcribed
+
+
+def test_a_failing_benchmark_keeps_the_last_result(tmp_path, monkeypatch):
+    from benchmarks import run_all
+
+    monkeypatch.setattr(doc_tables, "RESULTS", tmp_path)
+    kept = doc_tables.write_result("demo", "python -m benchmarks.demo", "old table")
+
+    def broken():
+        print("half a table")
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        run_all.run_and_record("demo", broken)
+    assert json.loads(kept.read_text())["output"] == "old table\n"
