@@ -77,7 +77,8 @@ def test_check_finite_stops_on_a_non_finite_loss_naming_epoch_and_step(value):
     with pytest.raises(LossNotFinite) as stopped:
         check_finite(torch.tensor(value), epoch=3, step=17)
     message = str(stopped.value)
-    assert f"loss is {value}" in message and "at epoch 3, step 17" in message
+    hint = "training stopped (lower the learning rate?)"
+    assert message == f"loss is {value} at epoch 3, step 17: {hint}"
 
 
 def test_check_finite_lets_a_finite_loss_pass_and_asks_every_process():
