@@ -146,6 +146,14 @@ class ImageClassifierCLI(LightningCLI):
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
 
 
+class ConfigOnlyCLI(ImageClassifierCLI):
+    """Parses and checks a config exactly as ``fit`` would and builds nothing from it: no
+    model, data or trainer (``python -m project sweep`` checks its keys against it)."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
 def refuse_top_level_optimizer(args) -> None:
     """LightningCLI's --optimizer / --lr_scheduler would configure a second optimizer beside the
     model's own (it builds one over named parameter groups): one line naming the option to use."""
@@ -159,12 +167,13 @@ def refuse_top_level_optimizer(args) -> None:
                 )
 
 
-def main(args: ArgsType = None, run: bool = True) -> ImageClassifierCLI:
-    """The entry point of ``python -m project``; tests call it with a list of arguments."""
+def main(args: ArgsType = None, run: bool = True, build: bool = True) -> ImageClassifierCLI:
+    """The entry point of ``python -m project``; tests call it with a list of arguments.
+    ``build=False`` (with ``run=False``): only parse, into ``.config`` (``ConfigOnlyCLI``)."""
     with exit_on_error():  # one line and a known exit status (project/errors.py)
         refuse_top_level_optimizer(sys.argv[1:] if args is None else args)
         try:
-            return ImageClassifierCLI(
+            return (ImageClassifierCLI if build else ConfigOnlyCLI)(
                 ClassifierModule,  # any of project/classifier.py's, or a subclass of your own
                 ImageDataModule,
                 subclass_mode_model=True,
