@@ -48,6 +48,7 @@ from project.manual.optimization import (
     clip_gradients,
     configure_optimizers,
     grad_scaler,
+    in_order,
 )
 from project.manual.replay import MidEpoch
 from project.manual.run_log import RunLog
@@ -231,6 +232,8 @@ def fit(
     classifier.use_class_counts(data.class_counts())  # class_weights: auto (Lightning: setup)
     # Several processes: each gets its share of every epoch, shuffled with the same seed.
     train_loader = distributed.shard(data.train_dataloader(), True, torch.initial_seed() % 2**31)
+    if settings.overfit_batches:  # one batch learned by heart: the first test of a new model
+        train_loader = in_order(train_loader)  # Lightning: overfit_batches turns shuffling off
     val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
     classifier.check_data("fit", data.hparams.augmentation)  # Lightning: setup("fit")
     network = classifier.network.to(settings.device)  # Lightning: moves the module for us

@@ -18,6 +18,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from project.manual.settings import LoopSettings
 from project.optim import Schedule
@@ -31,6 +32,20 @@ def batch_limit(batches: int, limit: int | float | None) -> int:
     if isinstance(limit, float):
         return int(batches * limit)
     return min(batches, limit)
+
+
+def in_order(loader: DataLoader) -> DataLoader:
+    """The same loader without shuffling: the same first batches every epoch (Lightning does
+    this when overfit_batches > 0: a SequentialSampler, with a warning that it did)."""
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        shuffle=False,
+        drop_last=loader.drop_last,
+        num_workers=loader.num_workers,
+        persistent_workers=loader.persistent_workers,
+        pin_memory=loader.pin_memory,
+    )
 
 
 def total_training_steps(batches_per_epoch: int, settings: LoopSettings) -> int:

@@ -39,7 +39,6 @@ NOT_IMPLEMENTED = {
     "num_nodes": 1,
     "strategy": "auto",
     "fast_dev_run": False,
-    "overfit_batches": 0.0,
     "val_check_interval": None,
     "check_val_every_n_epoch": 1,
     "min_epochs": None,
@@ -97,6 +96,9 @@ class LoopSettings:
     # "TensorBoardLogger"; () for logger false. The manual loop writes TensorBoard files whatever
     # they are, and says so when they differ (run_log.RunLog).
     logger_classes: tuple[str, ...] = ("TensorBoardLogger",)
+    # Lightning's overfit_batches: the same first batches every epoch (no shuffling), as many
+    # of them for validation; the limits above are set to it.
+    overfit_batches: int | float = 0.0
 
 
 # The LightningModules the configs name (project/classifier.py), and the plain recipe each wraps:
@@ -279,6 +281,7 @@ def loop_settings(config: Namespace) -> LoopSettings:
     if trainer.accelerator in ("gpu", "cuda") and device.type == "cpu":
         raise ConfigError(f"trainer.accelerator={trainer.accelerator}: no CUDA device found")
 
+    overfit = trainer.get("overfit_batches") or 0.0
     log_root, run_folder = log_location(trainer)  # the same folders as the Lightning loop
     best, latest = _checkpoint_settings(trainer)
     stopping = _callbacks(trainer, "EarlyStopping")
@@ -291,8 +294,10 @@ def loop_settings(config: Namespace) -> LoopSettings:
         gradient_clip_val=trainer.gradient_clip_val,
         gradient_clip_algorithm=trainer.gradient_clip_algorithm or "norm",
         accumulate_grad_batches=trainer.accumulate_grad_batches,
-        limit_train_batches=trainer.limit_train_batches,
-        limit_val_batches=trainer.limit_val_batches,
+        # Lightning: overfit_batches > 0 replaces both limits with it (trainer/setup.py).
+        limit_train_batches=overfit or trainer.limit_train_batches,
+        limit_val_batches=overfit or trainer.limit_val_batches,
+        overfit_batches=overfit,
         log_every_n_steps=trainer.log_every_n_steps or 50,
         num_sanity_val_steps=2
         if trainer.num_sanity_val_steps is None
