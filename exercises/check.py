@@ -17,8 +17,9 @@ import importlib
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -34,6 +35,7 @@ class Result:
     title: str
     message: str | None  # None: the check passed
     note: str | None = None  # what a passing check found worth saying (e.g. which formula)
+    warnings: list[str] = field(default_factory=list)  # what the learner's code warned, once each
 
     @property
     def ok(self) -> bool:
@@ -139,9 +141,23 @@ def iter_checks(number: int, path: str | Path, names: list[str] | None = None):
     torch.set_num_threads(1)
     try:
         for check in checks:
-            yield run_check(check, module)
+            # Warnings are caught, not printed in between: a check that needs one judges it
+            # itself; the others are shown once, after the line of the check that raised them.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = run_check(check, module)
+            result.warnings = list(dict.fromkeys(warned(w) for w in caught))
+            yield result
     finally:
         torch.set_num_threads(threads)
+
+
+def warned(warning: warnings.WarningMessage) -> str:
+    """One line for a warning: its category, first line and place."""
+    return (
+        f"{warning.category.__name__}: {first_line(warning.message)} "
+        f"(at {Path(warning.filename).name}:{warning.lineno})"
+    )
 
 
 class LineStart:
@@ -190,9 +206,13 @@ def main(args: list[str] | None = None) -> int:
     real_stdout, sys.stdout = sys.stdout, out  # the learner's prints go through it too
     try:
         out.line(f"exercise {options.number}: checking {path}")
-        results = []
+        results, shown = [], set()
         for result in iter_checks(options.number, path):  # printed as they finish
             out.line(result.line())
+            for warning in result.warnings:
+                if warning not in shown:
+                    shown.add(warning)
+                    out.line(f"          your code warned: {warning}")
             results.append(result)
         failed = sum(not result.ok for result in results)
         if failed:

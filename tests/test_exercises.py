@@ -86,6 +86,7 @@ def test_solution_passes_every_check(number):
     results = list(iter_checks(number, solution_file(number), names))
     assert results, f"exercise {number} has no checks"
     assert [r.line() for r in results if not r.ok] == []
+    assert [w for r in results for w in r.warnings] == []  # nor anything the checks cause
     if missing:  # run, but not proven here: say so (make challenge-data makes the files)
         pytest.skip(f"not run, their files are missing: {sorted(missing)}")
 
@@ -410,6 +411,27 @@ MUTANTS = {
             "handles_missing_file",
             "load_checkpoint crashed on a missing file",
         ),
+        (
+            "state_dict_without_parentheses",
+            '"model": model.state_dict(),',
+            '"model": model.state_dict,',
+            "saves_state_dicts",
+            "the checkpoint holds a method, not what it returns",
+        ),
+        (
+            "whole_checkpoint_into_load_state_dict",
+            'model.load_state_dict(checkpoint["model"])',
+            "model.load_state_dict(checkpoint)",
+            "resumes_exactly",
+            "load_state_dict got the whole checkpoint",
+        ),
+        (
+            "folder_must_not_exist",  # os.makedirs(folder) without exist_ok
+            "path.parent.mkdir(parents=True, exist_ok=True)",
+            "path.parent.mkdir(parents=True)",
+            "creates_folder",
+            "the second save, into the folder the first one created, failed",
+        ),
     ],
 }
 
@@ -433,7 +455,8 @@ def mutant_params():
 def test_mutant_is_caught_with_its_message(number, old, new, checks, words, tmp_path):
     source = solution_file(number).read_text()
     # One replacement, or a tuple of them where one mistake spans two places.
-    for one_old, one_new in zip(*((old, new) if isinstance(old, tuple) else ((old,), (new,)))):
+    olds, news = (old, new) if isinstance(old, tuple) else ((old,), (new,))
+    for one_old, one_new in zip(olds, news, strict=True):
         assert one_old in source, "the mutant no longer matches the solution: update it"
         source = source.replace(one_old, one_new)
     mutant = tmp_path / solution_file(number).name
