@@ -43,7 +43,12 @@ Common mistakes (the checker catches each)
   before the optimizer;
 - no autocast, so no mixed precision;
 - BatchNorm statistics of the frozen backbone drifting in train mode;
-- saving the last epoch instead of the best one.
+- saving the last epoch instead of the best one, or keeping the best ``model.state_dict()`` to
+  save later (it holds references to the live tensors: later epochs change it);
+- freezing after replacing ``fc`` (then nothing trains), or a strict load of a file without ``fc``;
+- OneCycleLR over ``epochs`` steps while stepping every batch (it runs out of steps);
+- ``torch.autocast("cuda", ...)`` copied from a GPU recipe on a CPU (switched off with a warning);
+- a returned loss that is a tensor still attached to the autograd graph (``loss.item()``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from exercises.check import (
     exercise_file,
     exercise_numbers,
     iter_checks,
+    main,
     run_checks,
     solution_file,
 )
@@ -491,3 +492,19 @@ def test_runner_prints_one_line_per_check_and_exits_1(tmp_path):
         "(train_one_epoch)" in lines
     )
     assert lines[-1].endswith("checks failed. Fix the first one and run this again.")
+
+
+def test_runner_lines_stay_whole_when_the_learners_code_prints_without_newline(tmp_path, capsys):
+    """A learner's print(..., end="") must not swallow the next check's line, and the output
+    ends with a newline (make's error line, or the shell prompt, starts on a line of its own)."""
+    attempt = tmp_path / "attempt.py"
+    source = solution_file(3).read_text()
+    old = 'print(f"no checkpoint at {path}: starting from epoch 0")'
+    assert old in source
+    attempt.write_text(source.replace(old, 'print("no checkpoint yet...", end="")'))
+    assert main(["3", "--file", str(attempt)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("all 6 checks passed.\n"), out
+    lines = out.splitlines()
+    assert "no checkpoint yet..." in lines  # ended by the runner, not joined to a check's line
+    assert len([line for line in lines if line.startswith("  ok    ")]) == len(checker(3).CHECKS)
