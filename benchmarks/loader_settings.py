@@ -47,17 +47,12 @@ def network(model: str, num_classes: int) -> torch.nn.Module:
     return SmallCNN(num_classes)
 
 
-def model_rate(model: str, data: ImageData, batch_size: int, image_size: int) -> float:
+def model_rate(model: str, num_classes: int, batch_size: int, image_size: int, steps: int) -> float:
     """Images per second of training steps (forward, loss, backward, AdamW) on one batch."""
     torch.manual_seed(0)
     images = torch.randn(batch_size, 3, image_size, image_size)
-    labels = torch.randint(0, data.num_classes, (batch_size,))
-    steps = max(3, 1024 // batch_size)
-    return (
-        batch_size
-        / training_step_ms(network(model, data.num_classes), images, labels, steps)
-        * 1000
-    )
+    labels = torch.randint(0, num_classes, (batch_size,))
+    return batch_size / training_step_ms(network(model, num_classes), images, labels, steps) * 1000
 
 
 def timed_batches(options: dict, batches: int, step=None) -> tuple[float, float]:
@@ -68,8 +63,10 @@ def timed_batches(options: dict, batches: int, step=None) -> tuple[float, float]
     data.setup("fit")
     started = time.perf_counter()
     iterator = iter(data.train_dataloader())
-    next(iterator)  # worker start-up and the first decode: timed apart
+    images, labels = next(iterator)  # worker start-up and the first decode: timed apart
     first = time.perf_counter() - started
+    if step is not None:
+        step(images, labels)  # a fresh network's first step is slow (allocations): not timed
     started, seen = time.perf_counter(), 0
     for index, (images, labels) in enumerate(iterator):
         if step is not None:
@@ -133,13 +130,20 @@ def main(args: list[str] | None = None) -> dict:
     data = ImageData(**base)
     data.prepare_data()  # writes the bundled digits once, when no --root is given
     data.setup("fit")
+    train_images = sum(data.class_counts("train"))
+    if train_images < 2 * max(options.batch_sizes):  # a first batch, and one to time
+        parser.error(
+            f"--batch-sizes {max(options.batch_sizes)}: the training split has {train_images} "
+            "images, fewer than two batches; give smaller batch sizes"
+        )
     # Measured once here, not again by every setting's ImageData (it decodes the training set).
     base["mean"], base["std"] = data.normalization()
     print(f"machine: {machine()}")
     print(f"data: {data.root}, {len(data.class_names)} classes, image_size {options.image_size}, "
           f"files decoded by the loader (cache_images: false); model: {options.model}")  # fmt: skip
 
-    model = {b: (lambda b=b: model_rate(options.model, data, b, options.image_size))
+    model = {b: (lambda b=b: model_rate(options.model, data.num_classes, b, options.image_size,
+                                         options.batches))
              for b in options.batch_sizes}  # fmt: skip
     settings = [(b, w) for b in options.batch_sizes for w in options.workers]
 
