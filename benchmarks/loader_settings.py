@@ -8,9 +8,10 @@ For every batch size and ``num_workers`` it measures three rates, in images per 
 model alone (training steps on a batch already in memory), the project's training DataLoader
 alone, reading the image files (``cache_images: false``, the case where workers matter), and
 training with that loader (a step per batch: what an epoch runs at, decoding and training
-sharing this machine's cores). Each over up to ``--batches`` batches after the first one (worker
-start-up and first decode, shown apart). The settings take turns, ``--repeats`` rounds, so a busy
-machine slows them alike; figures are medians with min-max.
+sharing this machine's cores). Each over ``--batches`` batches after the first one (worker
+start-up and first decode, shown apart), over more than one epoch where an epoch has fewer.
+The settings take turns, ``--repeats`` rounds, so a busy machine slows them alike; figures are
+medians with min-max. About 1 minute with the defaults on a 2-core machine.
 
 The advice comes from the training column: for each batch size the fewest workers within 10% of
 its best, then the smallest batch size within 10% of the best of those (more workers only take
@@ -62,18 +63,21 @@ def timed_batches(options: dict, batches: int, step=None) -> tuple[float, float]
     data = ImageData(**options)
     data.setup("fit")
     started = time.perf_counter()
-    iterator = iter(data.train_dataloader())
+    loader = data.train_dataloader()
+    iterator = iter(loader)
     images, labels = next(iterator)  # worker start-up and the first decode: timed apart
     first = time.perf_counter() - started
     if step is not None:
         step(images, labels)  # a fresh network's first step is slow (allocations): not timed
-    started, seen = time.perf_counter(), 0
-    for index, (images, labels) in enumerate(iterator):
-        if step is not None:
-            step(images, labels)
-        seen += len(images)
-        if index + 1 >= batches:
-            break
+    started, seen, timed = time.perf_counter(), 0, 0
+    while timed < batches:  # over epochs when one has fewer batches (the workers persist)
+        for images, labels in iterator:
+            if step is not None:
+                step(images, labels)
+            seen, timed = seen + len(images), timed + 1
+            if timed >= batches:
+                break
+        iterator = iter(loader)
     seconds = time.perf_counter() - started
     with contextlib.suppress(AttributeError):
         iterator._shutdown_workers()  # no idle workers left between the settings

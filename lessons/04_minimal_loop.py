@@ -64,7 +64,9 @@ assert abs(pixels.mean().item()) < 0.01 and abs(pixels.std().item() - 1) < 0.05 
 # %% [markdown]
 # `num_workers`: with files on disk, worker processes decode images while the model trains
 # (`DataLoader(..., num_workers=4, pin_memory=True)` on a GPU machine). These images are already in
-# memory, so workers would only add start-up time here; they give the same batches.
+# memory, so workers would only add start-up time here; they give the same batches. How many
+# workers and what batch size suit your machine: `python -m benchmarks.loader_settings` times a
+# few settings on it and prints a table and its advice.
 
 # %%
 with_workers = DataLoader(Subset(data, val_idx), batch_size=256, num_workers=2)
