@@ -96,6 +96,7 @@ def test_solution_passes_every_check(number):
 def test_untouched_exercise_fails_every_check_with_its_own_message(number, tmp_path):
     results = run_checks(number, untouched(number, tmp_path))
     assert [r.line() for r in results if r.ok] == [], "checks that pass on the TODO file"
+    assert [w for r in results for w in r.warnings] == []
     lines = [r.line() for r in results]
     assert len(set(lines)) == len(lines), lines
 
@@ -462,12 +463,16 @@ def test_mutant_is_caught_with_its_message(number, old, new, checks, words, tmp_
         source = source.replace(one_old, one_new)
     mutant = tmp_path / solution_file(number).name
     mutant.write_text(source)
+    results = list(iter_checks(number, mutant, None if checks == [None] else checks))
+    # Warnings come from the learner's file only (the broken code), never from the checks.
+    warned = [w for r in results for w in r.warnings]
+    assert all(f"(at {mutant.name}:" in w for w in warned), warned
     if checks == [None]:  # a right variant: every check passes, one says what it found
-        lines = [r.line() for r in iter_checks(number, mutant)]
+        lines = [r.line() for r in results]
         assert all(line.startswith("  ok") for line in lines), lines
         assert any(words in line for line in lines), lines
         return
-    failures = [r.line() for r in iter_checks(number, mutant, checks) if not r.ok]
+    failures = [r.line() for r in results if not r.ok]
     assert any(words in line for line in failures), failures
 
 
