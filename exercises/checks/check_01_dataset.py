@@ -4,6 +4,14 @@ Every check writes real image files with PIL into a temporary folder and runs th
 them: class folders with a hidden folder, a text file and nested sub-folders; PNG, JPEG (also
 upper-case .JPG), BMP and GIF files; a greyscale, a palette and a CMYK image; a picture with known
 pixel values to test scaling and normalization.
+
+``pin_memory`` is right when it follows the machine: on with a GPU, off without one. On a CPU-only
+machine a loader that forgot it is off, right by accident, so checking against this machine alone
+passes the mistake (and on a GPU machine, ``pin_memory=True`` hard-coded passes). The check asks
+the learner's ``make_loaders`` twice instead, with torch's questions (``torch.cuda.is_available``,
+``torch.cuda.device_count``, ``torch.accelerator.is_available``) answered as on a machine with a
+GPU and as on one without; the loaders are built, never iterated, so nothing touches a GPU. A
+decision taken some other way (an environment variable) is judged by this machine's answer only.
 """
 
 from __future__ import annotations
