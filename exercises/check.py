@@ -95,11 +95,12 @@ def where(error: BaseException, path: Path) -> str:
     return f" (at {path.name}:{frame.lineno}, in {frame.name})"
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message without terminal colour codes, at most 300 chars."""
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message without terminal colour codes, at most ``limit``
+    characters."""
     lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
     text = lines[0] if lines else ""
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_check(check: Callable[[ModuleType], None], module: ModuleType) -> Result:
@@ -113,8 +114,10 @@ def run_check(check: Callable[[ModuleType], None], module: ModuleType) -> Result
     except NotImplementedError as todo:
         return Result(title(check), f"not written yet: {todo}{where(todo, path)}")
     except Exception as error:  # the learner's code crashed: say what and where
-        crash = f"{type(error).__name__}: {first_line(error)}{where(error, path)}"
         known = explain(error)  # a PyTorch error that a known mistake causes: name the mistake
+        # Named: the error's text only to recognise it (shorter), and where it happened.
+        crash = f"{type(error).__name__}: {first_line(error, 120 if known else 300)}"
+        crash += where(error, path)
         message = f"{known} (crashed: {crash})" if known else f"crashed: {crash}"
         return Result(title(check), message)
     return Result(title(check), None, note if isinstance(note, str) else None)
