@@ -9,9 +9,11 @@ model alone (training steps on a batch already in memory), the project's trainin
 alone, reading the image files (``cache_images: false``, the case where workers matter), and
 training with that loader (a step per batch: what an epoch runs at, decoding and training
 sharing this machine's cores). Each over ``--batches`` batches after the first one (worker
-start-up and first decode, shown apart), over more than one epoch where an epoch has fewer.
+start-up and first decode, shown apart), over more than one epoch where an epoch has fewer, or
+fewer batches (at least 2) once ``--seconds`` have passed.
 The settings take turns, ``--repeats`` rounds, so a busy machine slows them alike; figures are
-medians with min-max. About 1 minute with the defaults on a 2-core machine.
+medians with min-max. With the defaults: 146 s on the 2-core dev VM while other jobs kept it
+busy (load average 7-10, 2026-12-03); less on a quiet machine.
 
 The advice comes from the training column: for each batch size the fewest workers within 10% of
 its best, then the smallest batch size within 10% of the best of those (more workers only take
@@ -28,11 +30,12 @@ import contextlib
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import interleaved, machine, spread, table, training_step_ms
+from benchmarks.common import interleaved, machine, spread, table
 from project.data.pipeline import ImageData
 
 NEAR_BEST = 0.9  # a setting within 10% of the fastest counts as fast enough (noise is ~5%)
@@ -48,15 +51,34 @@ def network(model: str, num_classes: int) -> torch.nn.Module:
     return SmallCNN(num_classes)
 
 
-def model_rate(model: str, num_classes: int, batch_size: int, image_size: int, steps: int) -> float:
-    """Images per second of training steps (forward, loss, backward, AdamW) on one batch."""
+def model_rate(model: str, num_classes: int, batch_size: int, image_size: int, limit) -> float:
+    """Images per second of training steps (forward, loss, backward, AdamW) on one batch in
+    memory, over the batches and seconds of ``limit`` (after one untimed warm-up step)."""
     torch.manual_seed(0)
     images = torch.randn(batch_size, 3, image_size, image_size)
     labels = torch.randint(0, num_classes, (batch_size,))
-    return batch_size / training_step_ms(network(model, num_classes), images, labels, steps) * 1000
+    step = training_step(model, num_classes)
+    step(images, labels)
+    started, steps = time.perf_counter(), 0
+    while not limit.reached(steps, time.perf_counter() - started):
+        step(images, labels)
+        steps += 1
+    return steps * batch_size / (time.perf_counter() - started)
 
 
-def timed_batches(options: dict, batches: int, step=None) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Limit:
+    """How long one setting is timed: ``batches`` batches, or fewer (at least 2) once ``seconds``
+    have passed, so a slow setting or a busy machine does not stretch the whole run."""
+
+    batches: int
+    seconds: float
+
+    def reached(self, timed: int, elapsed: float) -> bool:
+        return timed >= self.batches or (timed >= 2 and elapsed >= self.seconds)
+
+
+def timed_batches(options: dict, limit: Limit, step=None) -> tuple[float, float]:
     """(images per second after the first batch, seconds to the first batch) of the training
     DataLoader with these ImageData options; ``step(images, labels)`` runs on every batch (a
     training step), or nothing does (the loader alone)."""
@@ -70,14 +92,15 @@ def timed_batches(options: dict, batches: int, step=None) -> tuple[float, float]
     if step is not None:
         step(images, labels)  # a fresh network's first step is slow (allocations): not timed
     started, seen, timed = time.perf_counter(), 0, 0
-    while timed < batches:  # over epochs when one has fewer batches (the workers persist)
-        for images, labels in iterator:
+    while not limit.reached(timed, time.perf_counter() - started):
+        for images, labels in iterator:  # over epochs when one is shorter (workers persist)
             if step is not None:
                 step(images, labels)
             seen, timed = seen + len(images), timed + 1
-            if timed >= batches:
+            if limit.reached(timed, time.perf_counter() - started):
                 break
-        iterator = iter(loader)
+        else:
+            iterator = iter(loader)
     seconds = time.perf_counter() - started
     with contextlib.suppress(AttributeError):
         iterator._shutdown_workers()  # no idle workers left between the settings
@@ -121,13 +144,15 @@ def main(args: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=["cnn", "resnet18"], default="cnn")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256])
-    parser.add_argument("--batches", type=int, default=20, help="batches timed per setting")
+    parser.add_argument("--batches", type=int, default=20, help="batches timed per setting, ...")
+    parser.add_argument("--seconds", type=float, default=1.0, help="... or fewer after this long")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of every setting")
     options = parser.parse_args(args)
     if options.root and not Path(options.root).is_dir():
         parser.error(f"--root {options.root}: no such folder")
-    if min(options.workers) < 0 or min(options.batch_sizes) < 1 or options.batches < 1:
-        parser.error("--workers must be >= 0, --batch-sizes and --batches >= 1")
+    if min(options.workers) < 0 or min(options.batch_sizes) < 1 or options.batches < 2:
+        parser.error("--workers must be >= 0, --batch-sizes >= 1 and --batches >= 2")
+    limit = Limit(options.batches, options.seconds)
 
     base = {"root": options.root, "image_size": options.image_size, "augmentation": "none",
             "cache_images": False, "pin_memory": torch.cuda.is_available()}  # fmt: skip
@@ -147,14 +172,14 @@ def main(args: list[str] | None = None) -> dict:
           f"files decoded by the loader (cache_images: false); model: {options.model}")  # fmt: skip
 
     model = {b: (lambda b=b: model_rate(options.model, data.num_classes, b, options.image_size,
-                                         options.batches))
+                                         limit))
              for b in options.batch_sizes}  # fmt: skip
     settings = [(b, w) for b in options.batch_sizes for w in options.workers]
 
     def measure(batch: int, workers: int, train: bool):
         step = training_step(options.model, data.num_classes) if train else None
         return timed_batches({**base, "batch_size": batch, "num_workers": workers},
-                             options.batches, step)  # fmt: skip
+                             limit, step)  # fmt: skip
 
     # Every setting measured twice: the loader alone, and training with it (a step per batch).
     runs = interleaved(
