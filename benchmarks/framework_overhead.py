@@ -58,6 +58,9 @@ def compare(batch_size: int) -> tuple[dict[str, list[float]], int]:
     return epochs, steps_per_epoch
 
 
+GOAL = 1.03  # Lightning / manual epoch time, the performance issue's goal
+
+
 def main() -> dict:
     rows, results = [], {}
     for batch_size in (64, 256):
@@ -69,9 +72,12 @@ def main() -> dict:
         rows.append([f"{batch_size} ({steps} steps/epoch)", spread(epochs["lightning"], " s", 3),
                      spread(epochs["manual"], " s", 3), f"{overhead:.3f}",
                      f"{per_step_ms:+.1f} ms"])  # fmt: skip
+    # The heading says whether the goal was met in this run, not only what it was.
+    met = [str(size) for size, result in results.items() if result["ratio"] <= GOAL]
+    verdict = f"met at batch {', '.join(met)}" if met else "not met"
     table(
         f"1. Framework overhead: configs/cnn.yaml, fp32, epoch with validation; {REPEATS} "
-        f"interleaved runs x {EPOCHS - 1} timed epochs per loop (goal: ratio <= 1.03)",
+        f"interleaved runs x {EPOCHS - 1} timed epochs per loop (goal ratio <= {GOAL}: {verdict})",
         ["batch size", "Lightning epoch", "manual epoch", "ratio L/m", "per step"],
         rows,
     )

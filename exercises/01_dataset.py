@@ -26,7 +26,13 @@ Common mistakes (the checker catches each)
 - only some formats: ``.JPG`` is a JPEG too, images in sub-folders count;
 - hidden folders such as ``.ipynb_checkpoints`` taken as classes; unsorted class names;
 - wrong normalization values: no scaling to [0, 1], or ImageNet's mean/std on other images;
-- no shuffle for training (batches of one class at a time); no workers (the GPU waits for the CPU).
+- no shuffle for training (batches of one class at a time); no workers (the GPU waits for the CPU);
+- class names as labels (a label is the class index); ``__len__`` counting classes, not images;
+- ``Resize(size)`` with one number (it keeps the aspect ratio: shapes differ); Normalize before
+  ToTensor (Normalize works on tensors);
+- ``image.view(-1, 3)`` on a (3, H, W) tensor mixes the channels (``reshape(3, -1)``, or
+  ``permute`` first); either std divisor (N or N - 1) is right, the checker says which you used;
+- ``pin_memory`` hard-coded or forgotten (the checker asks as on a machine with and without a GPU).
 """
 
 from __future__ import annotations

@@ -30,7 +30,13 @@ Common mistakes (the checker catches each)
 - validating without ``no_grad()``: a graph is built for nothing (memory, time);
 - ``optimizer.step()`` before ``loss.backward()``: the update uses stale or no gradients;
 - the wrong batch dimension: ``argmax(dim=0)`` picks per class instead of per image, or the
-  accuracy divides by the number of batches instead of the number of images.
+  accuracy divides by the number of batches instead of the number of images;
+- adding up loss tensors (``total += loss``): a returned loss still attached to the autograd
+  graph, which keeps every batch's graph referenced; ``running.backward()`` on such a sum goes
+  through earlier batches' graphs a second time;
+- softmax fed to ``F.cross_entropy`` (it applies log_softmax itself), raw logits fed to
+  ``F.nll_loss``, or ``reduction="sum"`` in training (the step size grows with the batch);
+- an in-place change (``x.clamp_()``, ``x += ...``) to a tensor that backward() still needs.
 """
 
 from __future__ import annotations

@@ -26,7 +26,10 @@ Common mistakes (the checker catches each)
 - no device mapping: a checkpoint saved on a GPU does not load on a CPU-only machine;
 - saving the whole model (``torch.save(model)``): it needs the same code to load, and loading a
   pickle can run code;
-- not checking that the file exists: the first run, with no checkpoint yet, crashes.
+- not checking that the file exists: the first run, with no checkpoint yet, crashes;
+- ``model.state_dict`` without parentheses (the method, pickled with the whole model);
+- ``model.load_state_dict(checkpoint)``: the whole dict instead of ``checkpoint["model"]``;
+- ``os.makedirs(folder)`` without ``exist_ok=True``: the second save into the folder fails.
 """
 
 from __future__ import annotations

@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import sys
 import traceback
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from exercises.checks import Mistake, load_exercise
+from exercises.checks import Mistake, explain, load_exercise
 
 EXERCISES = Path(__file__).resolve().parent
 
@@ -32,13 +34,17 @@ EXERCISES = Path(__file__).resolve().parent
 class Result:
     title: str
     message: str | None  # None: the check passed
+    note: str | None = None  # what a passing check found worth saying (e.g. which formula)
+    warnings: list[str] = field(default_factory=list)  # what the learner's code warned, once each
 
     @property
     def ok(self) -> bool:
         return self.message is None
 
     def line(self) -> str:
-        return f"  ok    {self.title}" if self.ok else f"  FAIL  {self.title}: {self.message}"
+        if not self.ok:
+            return f"  FAIL  {self.title}: {self.message}"
+        return f"  ok    {self.title}" + (f" ({self.note})" if self.note else "")
 
 
 def exercise_numbers() -> list[int]:
@@ -89,11 +95,12 @@ def where(error: BaseException, path: Path) -> str:
     return f" (at {path.name}:{frame.lineno}, in {frame.name})"
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message without terminal colour codes, at most 300 chars."""
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message without terminal colour codes, at most ``limit``
+    characters."""
     lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
     text = lines[0] if lines else ""
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_check(check: Callable[[ModuleType], None], module: ModuleType) -> Result:
@@ -101,15 +108,19 @@ def run_check(check: Callable[[ModuleType], None], module: ModuleType) -> Result
     else is a crash in the learner's code, reported with its place."""
     path = Path(module.__file__).resolve()
     try:
-        check(module)
+        note = check(module)
     except Mistake as mistake:
         return Result(title(check), str(mistake))
     except NotImplementedError as todo:
         return Result(title(check), f"not written yet: {todo}{where(todo, path)}")
     except Exception as error:  # the learner's code crashed: say what and where
-        message = f"crashed: {type(error).__name__}: {first_line(error)}{where(error, path)}"
+        known = explain(error)  # a PyTorch error that a known mistake causes: name the mistake
+        # Named: the error's text only to recognise it (shorter), and where it happened.
+        crash = f"{type(error).__name__}: {first_line(error, 120 if known else 300)}"
+        crash += where(error, path)
+        message = f"{known} (crashed: {crash})" if known else f"crashed: {crash}"
         return Result(title(check), message)
-    return Result(title(check), None)
+    return Result(title(check), None, note if isinstance(note, str) else None)
 
 
 def run_checks(number: int, path: str | Path) -> list[Result]:
@@ -133,9 +144,50 @@ def iter_checks(number: int, path: str | Path, names: list[str] | None = None):
     torch.set_num_threads(1)
     try:
         for check in checks:
-            yield run_check(check, module)
+            # Warnings are caught, not printed in between: a check that needs one judges it
+            # itself; the others are shown once, after the line of the check that raised them.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = run_check(check, module)
+            result.warnings = list(dict.fromkeys(warned(w) for w in caught))
+            yield result
     finally:
         torch.set_num_threads(threads)
+
+
+def warned(warning: warnings.WarningMessage) -> str:
+    """One line for a warning: its category, first line and place."""
+    return (
+        f"{warning.category.__name__}: {first_line(warning.message)} "
+        f"(at {Path(warning.filename).name}:{warning.lineno})"
+    )
+
+
+class LineStart:
+    """stdout that knows whether its last character ended a line: the learner's code may print
+    without a newline (a progress bar, ``end=""``), and the runner's next line must not run onto
+    it; nor may the shell's or make's next line run onto the runner's last one."""
+
+    def __init__(self, stream):
+        self.stream, self.at_line_start = stream, True
+
+    def write(self, text: str) -> int:
+        if text:
+            self.at_line_start = text.endswith("\n")
+        return self.stream.write(text)
+
+    def line(self, text: str) -> None:
+        """Print ``text`` on a line of its own."""
+        if not self.at_line_start:
+            self.write("\n")
+        self.write(text + "\n")
+        self.flush()
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name):  # isatty, encoding, fileno...: the real stream's
+        return getattr(self.stream, name)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -153,17 +205,28 @@ def main(args: list[str] | None = None) -> int:
         path = solution_file(options.number)
     else:
         path = exercise_file(options.number)
-    print(f"exercise {options.number}: checking {path}")
-    results = []
-    for result in iter_checks(options.number, path):  # printed as they finish
-        print(result.line(), flush=True)
-        results.append(result)
-    failed = sum(not result.ok for result in results)
-    if failed:
-        print(f"{failed} of {len(results)} checks failed. Fix the first one and run this again.")
-        return 1
-    print(f"all {len(results)} checks passed.")
-    return 0
+    out = LineStart(sys.stdout)
+    real_stdout, sys.stdout = sys.stdout, out  # the learner's prints go through it too
+    try:
+        out.line(f"exercise {options.number}: checking {path}")
+        results, shown = [], set()
+        for result in iter_checks(options.number, path):  # printed as they finish
+            out.line(result.line())
+            for warning in result.warnings:
+                if warning not in shown:
+                    shown.add(warning)
+                    out.line(f"          your code warned: {warning}")
+            results.append(result)
+        failed = sum(not result.ok for result in results)
+        if failed:
+            out.line(
+                f"{failed} of {len(results)} checks failed. Fix the first one and run this again."
+            )
+            return 1
+        out.line(f"all {len(results)} checks passed.")
+        return 0
+    finally:
+        sys.stdout = real_stdout
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ assert copied[1].item() == 1
 # %% [markdown]
 # ## dtype
 # Python floats become float32, integers int64. Images arrive as uint8 (0..255) and become
-# float32 before a network sees them. Mixing dtypes promotes to the wider one.
+# float32 before a network sees them. Mixing dtypes promotes by category first: a float beats an
+# integer whatever their widths (int64 + float32 -> float32, not float64); within one category
+# the wider one wins (float16 + float32 -> float32, uint8 + int64 -> int64).
 
 # %%
 assert a.dtype == torch.float32
@@ -47,8 +49,10 @@ assert torch.tensor([1, 2]).dtype == torch.int64  # class labels are int64 for c
 pixels = torch.tensor([0, 128, 255], dtype=torch.uint8)
 scaled = pixels.float() / 255  # what ToTensor does: 0..255 -> 0.0..1.0
 assert scaled.dtype == torch.float32 and scaled.max().item() == 1.0
-assert (torch.tensor([1, 2]) + torch.tensor([0.5, 0.5])).dtype == torch.float32
+assert (torch.tensor([1, 2]) + torch.tensor([0.5, 0.5])).dtype == torch.float32  # category
 half = a.to(torch.float16)
+assert (half + a).dtype == torch.float32  # two floats: the wider one
+assert (pixels + torch.tensor([1, 2, 3])).dtype == torch.int64  # two integers: the wider one
 assert half.element_size() == 2 and a.element_size() == 4  # bytes per element
 
 # %% [markdown]

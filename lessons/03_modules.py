@@ -19,7 +19,8 @@ torch.manual_seed(0)
 
 
 def count(module: nn.Module) -> int:
-    """The number of trainable values in a module."""
+    """The number of values in a module's parameters, trainable or frozen (``requires_grad``
+    is not looked at: a frozen backbone counts too)."""
     return sum(p.numel() for p in module.parameters())
 
 

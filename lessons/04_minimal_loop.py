@@ -14,6 +14,7 @@
 # %%
 import os
 import shutil
+import sys
 import time
 
 import torch
@@ -38,13 +39,21 @@ started = time.perf_counter()
 
 # %%
 dataset = ImageDataset.from_folder(write_digits("data/digits")).decode_all()
-train_idx, val_idx, _test_idx = stratified_split(dataset.targets, 0.1, 0.2, seed=42)
+# 10% of each class for validation, 20% for the test, the other 70% for training.
+train_idx, val_idx, _test_idx = stratified_split(
+    dataset.targets, val_fraction=0.1, test_fraction=0.2, seed=42
+)
 assert not set(train_idx) & set(val_idx), "validation images are not training images"
 
 # Normalize with statistics of the training images only (at the size the network sees).
 mean, std = channel_mean_std(resize(IMAGE_SIZE)(dataset.read(i)) for i in train_idx)
 data = dataset.with_transform(eval_transform(IMAGE_SIZE, mean, std))
+# drop_last=True: each epoch leaves out the last, smaller batch of the shuffled training images
+# (other images each epoch), so every step averages over BATCH_SIZE images: no tiny last batch
+# with a noisy gradient, and BatchNorm never sees a batch of 1. Never for validation: it would
+# skip images.
 train_loader = DataLoader(Subset(data, train_idx), BATCH_SIZE, shuffle=True, drop_last=True)
+assert len(train_loader) == len(train_idx) // BATCH_SIZE  # full batches only
 val_loader = DataLoader(Subset(data, val_idx), batch_size=256)  # no shuffle: the same every epoch
 images, labels = next(iter(train_loader))
 print("a batch:", tuple(images.shape), images.dtype, "labels", tuple(labels.shape), labels.dtype)
@@ -55,7 +64,9 @@ assert abs(pixels.mean().item()) < 0.01 and abs(pixels.std().item() - 1) < 0.05 
 # %% [markdown]
 # `num_workers`: with files on disk, worker processes decode images while the model trains
 # (`DataLoader(..., num_workers=4, pin_memory=True)` on a GPU machine). These images are already in
-# memory, so workers would only add start-up time here; they give the same batches.
+# memory, so workers would only add start-up time here; they give the same batches. How many
+# workers and what batch size suit your machine: `python -m benchmarks.loader_settings` times a
+# few settings on it and prints a table and its advice.
 
 # %%
 with_workers = DataLoader(Subset(data, val_idx), batch_size=256, num_workers=2)
@@ -131,7 +142,9 @@ else:
     try:
         import resource  # Unix only
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        # ru_maxrss is in KiB on Linux, in bytes on macOS.
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = rss / 2**20 if sys.platform == "darwin" else rss / 1024
         print(f"no GPU: peak process memory {peak:.0f} MiB (torch.cuda counters need a GPU)")
     except ImportError:
         print("no GPU and no resource module: torch.cuda.max_memory_allocated() needs a GPU")

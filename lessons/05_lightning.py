@@ -55,6 +55,7 @@ class DigitClassifier(L.LightningModule):
         assert not self.training and not torch.is_grad_enabled()
         logits = self(images)
         self.log("val/loss", F.cross_entropy(logits, labels))
+        # The batch's mean; Lightning's epoch value weights each batch by its size (below).
         self.log("val/acc", (logits.argmax(dim=1) == labels).float().mean())
 
     def test_step(self, batch, batch_index):
@@ -94,6 +95,30 @@ accuracy = trainer.callback_metrics["val/acc"].item()
 print(f"after {trainer.current_epoch} epochs: val accuracy {accuracy:.3f}")
 assert trainer.current_epoch == EPOCHS
 assert accuracy >= TARGET, f"expected at least {TARGET} validation accuracy, got {accuracy}"
+
+# %% [markdown]
+# ## val/acc: a mean of batch means, weighted by batch size
+# `validation_step` logged each batch's mean accuracy. At the end of the epoch Lightning averaged
+# those means weighted by each batch's size (read from the batch; `self.log(..., batch_size=n)`
+# says it where it cannot), so `val/acc` is the share of all validation images that were right:
+# exercise 2's count. A plain mean of the batch means would weigh the smaller last batch's images
+# more (the mistake exercise 2's checker names).
+
+# %%
+model.eval()
+with torch.no_grad():
+    batches = [
+        ((model(x.to(model.device)).argmax(dim=1) == y.to(model.device)).sum().item(), len(y))
+        for x, y in data.val_dataloader()
+    ]
+over_images = sum(right for right, _ in batches) / sum(n for _, n in batches)
+mean_of_means = sum(right / n for right, n in batches) / len(batches)
+print(
+    f"batch sizes {[n for _, n in batches]}: over images {over_images:.4f}, "
+    f"plain mean of batch means {mean_of_means:.4f}, Lightning's val/acc {accuracy:.4f}"
+)
+assert batches[-1][1] < batches[0][1]  # the last batch is smaller: the weighting matters
+assert abs(accuracy - over_images) < 1e-6
 
 # %% [markdown]
 # ## What the Trainer did that lesson 4 wrote by hand

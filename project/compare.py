@@ -25,6 +25,7 @@ import torch
 
 from project.checkpoints import load_checkpoint, network_state
 from project.plot import Scalars, plot_runs, read_scalars
+from project.steps import loss_floor
 
 LOOPS = {"lightning": "project", "manual": "project.manual"}
 
@@ -107,7 +108,8 @@ def main(args: list[str] | None = None) -> dict:
     # Parsed once here with the manual loop's parser: a bad option fails before anything runs.
     from project.manual.settings import parse
 
-    batch_size = parse(["fit", *options]).data.batch_size
+    settings = parse(["fit", *options])
+    batch_size = settings.data.batch_size
 
     runs = {name: run_loop(name, options, own.output) for name in LOOPS}
     scalars = {name: read_scalars(run["dir"]) for name, run in runs.items()}
@@ -124,6 +126,13 @@ def main(args: list[str] | None = None) -> dict:
         f"{'max |weight difference| (last.ckpt)':40s} {difference:12.3g}"
         f"   {'bit-identical' if identical else 'not bit-identical'}"
     )
+    recipe = settings.model.init_args
+    if getattr(recipe, "label_smoothing", 0) > 0:  # why the losses stay far above 0
+        floor = loss_floor(recipe.num_classes, recipe.label_smoothing)
+        print(
+            f"the losses include label smoothing {recipe.label_smoothing}: a perfect model's "
+            f"loss is {floor:.3f} here, not 0 (loss_floor in project/steps.py)"
+        )
     png = plot_runs(
         {"Lightning": scalars["lightning"], "manual": scalars["manual"]},
         own.output / "curves.png",

@@ -17,6 +17,7 @@ from project.collector import paused_for_imports, skip_collection_at_exit
 
 def fit_then_test(args: list[str]) -> dict[str, float]:
     from project.cli import main  # here, not at the top: as a command it is loaded below, paused
+    from project.steps import loss_floor
 
     start = time.perf_counter()
     cli = main(["fit", *args])
@@ -32,6 +33,14 @@ def fit_then_test(args: list[str]) -> dict[str, float]:
     print(f"last checkpoint:  {Path(best).with_name('last.ckpt')}   (resume: --ckpt_path)")
     print(f"TensorBoard logs: {trainer.log_dir}   (view: tensorboard --logdir lightning_logs)")
     print(f"test accuracy:    {test_acc:.4f}")
+    recipe = getattr(cli.model, "recipe", None)
+    smoothing = getattr(recipe, "label_smoothing", 0.0)
+    if smoothing > 0:  # why the loss stays far above 0 at a near-perfect accuracy
+        floor = loss_floor(recipe.num_classes, smoothing)
+        print(
+            f"the losses include label smoothing {smoothing}: a perfect model's loss is "
+            f"{floor:.3f} here, not 0 (loss_floor in project/steps.py)"
+        )
     return results[0]
 
 

@@ -20,6 +20,7 @@ from exercises.check import (
     exercise_file,
     exercise_numbers,
     iter_checks,
+    main,
     run_checks,
     solution_file,
 )
@@ -86,6 +87,7 @@ def test_solution_passes_every_check(number):
     results = list(iter_checks(number, solution_file(number), names))
     assert results, f"exercise {number} has no checks"
     assert [r.line() for r in results if not r.ok] == []
+    assert [w for r in results for w in r.warnings] == []  # nor anything the checks cause
     if missing:  # run, but not proven here: say so (make challenge-data makes the files)
         pytest.skip(f"not run, their files are missing: {sorted(missing)}")
 
@@ -94,12 +96,16 @@ def test_solution_passes_every_check(number):
 def test_untouched_exercise_fails_every_check_with_its_own_message(number, tmp_path):
     results = run_checks(number, untouched(number, tmp_path))
     assert [r.line() for r in results if r.ok] == [], "checks that pass on the TODO file"
+    assert [w for r in results for w in r.warnings] == []
     lines = [r.line() for r in results]
     assert len(set(lines)) == len(lines), lines
 
 
 # (id, text of the solution, its broken replacement, the check that must catch it, words of
-# that check's message). Each listed mistake of WORKSHOP.md / the exercise docstrings is here.
+# that check's message). Each listed mistake of WORKSHOP.md / the exercise docstrings is here, and
+# those found by writing wrong attempts as learners do (issue 25). A mistake in two places gives
+# tuples of texts; a check of None marks a right variant that every check must pass, with the
+# words in some check's note.
 MUTANTS = {
     1: [
         (
@@ -172,6 +178,63 @@ MUTANTS = {
             '"persistent_workers": False})',
             "loaders",
             "num_workers is 0 / 2",
+        ),
+        (
+            "population_std_accepted",  # divisor N, as sqrt(E[x^2] - E[x]^2): right, not a mistake
+            "pixels.std(dim=1).tolist()",
+            "pixels.std(dim=1, correction=0).tolist()",
+            None,  # passes, and says which divisor it found
+            "your std divides by N;",
+        ),
+        (
+            "channels_mixed_by_view",  # view/reshape(-1, 3) of a (3, H, W) tensor, not permute
+            "image.reshape(3, -1) for image in images], dim=1)",
+            "image.view(-1, 3) for image in images], dim=0).T",
+            "measures_mean_std",
+            "mix the channels: image.view(-1, 3) / reshape(-1, 3)",
+        ),
+        (
+            "resize_shorter_side_only",
+            "transforms.Resize((image_size, image_size)),",
+            "transforms.Resize(image_size),",
+            "scales_and_normalizes",
+            "Resize with one number scales the shorter side only",
+        ),
+        (
+            "normalize_before_to_tensor",
+            "            transforms.ToTensor(),  # uint8 0..255 (H, W, C) -> float 0..1 (C, H, W)\n"
+            "            transforms.Normalize(mean, std),  # (x - mean) / std per channel\n",
+            "            transforms.Normalize(mean, std),\n            transforms.ToTensor(),\n",
+            "scales_and_normalizes",
+            "Normalize computes on tensors, so it comes after ToTensor()",
+        ),
+        (
+            "class_names_as_labels",
+            "samples.append((Path(folder) / file, class_to_index[name]))",
+            "samples.append((Path(folder) / file, name))",
+            "finds_classes",
+            "labels are class indices (int)",
+        ),
+        (
+            "len_is_the_class_count",
+            "        return len(self.samples)",
+            "        return len(self.classes)",
+            "converts_to_rgb",
+            "__len__ returns the number of classes",
+        ),
+        (
+            "pin_memory_forgotten",  # passed on a CPU before: the check now asks both worlds
+            '        "pin_memory": torch.cuda.is_available(),',
+            "",
+            "loaders",
+            "pin_memory is False / False on a machine with a GPU",
+        ),
+        (
+            "pin_memory_always",
+            '"pin_memory": torch.cuda.is_available(),',
+            '"pin_memory": True,',
+            "loaders",
+            "pin_memory is True / True on a machine without a GPU",
         ),
     ],
     2: [
@@ -246,6 +309,59 @@ MUTANTS = {
             "accuracy_over_images",
             "not of batches",
         ),
+        (
+            "loss_tensor_summed",  # returns a tensor that holds every batch's graph
+            "total_loss += loss.item() * labels.shape[0]",
+            "total_loss += loss * labels.shape[0]",
+            "returns_mean_training_loss",
+            "train_one_epoch returned a loss that is still attached to the autograd graph",
+        ),
+        (
+            "evaluate_loss_tensor_summed_without_no_grad",
+            ("@torch.no_grad()  #", 'reduction="sum").item()'),
+            ("#", 'reduction="sum")'),
+            "accuracy_over_images",
+            "evaluate returned a loss that is still attached to the autograd graph",
+        ),
+        (
+            "softmax_fed_to_cross_entropy",
+            "loss = F.cross_entropy(logits, labels)",
+            "loss = F.cross_entropy(F.softmax(logits, dim=1), labels)",
+            "loss_of_raw_logits",
+            "softmax was applied before F.cross_entropy",
+        ),
+        (
+            "training_loss_summed_over_the_batch",  # evaluate's line copied into training
+            "loss = F.cross_entropy(logits, labels)",
+            'loss = F.cross_entropy(logits, labels, reduction="sum")',
+            "loss_of_raw_logits",
+            "the training loss is summed over the batch (reduction='sum')",
+        ),
+        (
+            "nll_loss_of_raw_logits",
+            "loss = F.cross_entropy(logits, labels)",
+            "loss = F.nll_loss(logits, labels)",
+            "loss_of_raw_logits",
+            "F.nll_loss got raw logits",
+        ),
+        (
+            "in_place_change_autograd_needs",
+            "loss = F.cross_entropy(logits, labels)",
+            "probabilities = logits.softmax(dim=1)\n"
+            "        probabilities.clamp_(min=1e-7)  # softmax's backward needs its output\n"
+            "        loss = F.nll_loss(probabilities.log(), labels)",
+            "loss_of_raw_logits",
+            "an in-place operation (x += ..., x.clamp_(...), x[...] = ...) changed a tensor "
+            "that backward() still needed",
+        ),
+        (
+            "backward_through_a_running_loss",
+            "        loss.backward()  # fills",
+            "        running = loss if total_images == 0 else running + loss\n"
+            "        running.backward()  # fills",
+            "zero_grad_before_backward",
+            "backward() went twice through one batch's graph",
+        ),
     ],
     3: [
         (
@@ -297,6 +413,27 @@ MUTANTS = {
             "handles_missing_file",
             "load_checkpoint crashed on a missing file",
         ),
+        (
+            "state_dict_without_parentheses",
+            '"model": model.state_dict(),',
+            '"model": model.state_dict,',
+            "saves_state_dicts",
+            "the checkpoint holds a method, not what it returns",
+        ),
+        (
+            "whole_checkpoint_into_load_state_dict",
+            'model.load_state_dict(checkpoint["model"])',
+            "model.load_state_dict(checkpoint)",
+            "resumes_exactly",
+            "load_state_dict got the whole checkpoint",
+        ),
+        (
+            "folder_must_not_exist",  # os.makedirs(folder) without exist_ok
+            "path.parent.mkdir(parents=True, exist_ok=True)",
+            "path.parent.mkdir(parents=True)",
+            "creates_folder",
+            "the second save, into the folder the first one created, failed",
+        ),
     ],
 }
 
@@ -319,10 +456,23 @@ def mutant_params():
 @pytest.mark.parametrize("number, old, new, checks, words", mutant_params())
 def test_mutant_is_caught_with_its_message(number, old, new, checks, words, tmp_path):
     source = solution_file(number).read_text()
-    assert old in source, "the mutant no longer matches the solution: update it"
+    # One replacement, or a tuple of them where one mistake spans two places.
+    olds, news = (old, new) if isinstance(old, tuple) else ((old,), (new,))
+    for one_old, one_new in zip(olds, news, strict=True):
+        assert one_old in source, "the mutant no longer matches the solution: update it"
+        source = source.replace(one_old, one_new)
     mutant = tmp_path / solution_file(number).name
-    mutant.write_text(source.replace(old, new))
-    failures = [r.line() for r in iter_checks(number, mutant, checks) if not r.ok]
+    mutant.write_text(source)
+    results = list(iter_checks(number, mutant, None if checks == [None] else checks))
+    # Warnings come from the learner's file only (the broken code), never from the checks.
+    warned = [w for r in results for w in r.warnings]
+    assert all(f"(at {mutant.name}:" in w for w in warned), warned
+    if checks == [None]:  # a right variant: every check passes, one says what it found
+        lines = [r.line() for r in results]
+        assert all(line.startswith("  ok") for line in lines), lines
+        assert any(words in line for line in lines), lines
+        return
+    failures = [r.line() for r in results if not r.ok]
     assert any(words in line for line in failures), failures
 
 
@@ -347,3 +497,19 @@ def test_runner_prints_one_line_per_check_and_exits_1(tmp_path):
         "(train_one_epoch)" in lines
     )
     assert lines[-1].endswith("checks failed. Fix the first one and run this again.")
+
+
+def test_runner_lines_stay_whole_when_the_learners_code_prints_without_newline(tmp_path, capsys):
+    """A learner's print(..., end="") must not swallow the next check's line, and the output
+    ends with a newline (make's error line, or the shell prompt, starts on a line of its own)."""
+    attempt = tmp_path / "attempt.py"
+    source = solution_file(3).read_text()
+    old = 'print(f"no checkpoint at {path}: starting from epoch 0")'
+    assert old in source
+    attempt.write_text(source.replace(old, 'print("no checkpoint yet...", end="")'))
+    assert main(["3", "--file", str(attempt)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("all 6 checks passed.\n"), out
+    lines = out.splitlines()
+    assert "no checkpoint yet..." in lines  # ended by the runner, not joined to a check's line
+    assert len([line for line in lines if line.startswith("  ok    ")]) == len(checker(3).CHECKS)

@@ -384,7 +384,14 @@ def test_compare_runs_both_loops_and_finds_identical_weights(digits_root, tmp_pa
     assert result["max_weight_difference"] <= 1e-6
     assert result["identical"]
     table = capsys.readouterr().out
-    for row in ("val/acc", "optimizer steps", "train images/s", "peak memory", "bit-identical"):
+    for row in (
+        "val/acc",
+        "optimizer steps",
+        "train images/s",
+        "peak memory",
+        "bit-identical",
+        "label smoothing 0.1: a perfect model's loss is 0.500",
+    ):
         assert row in table
     assert result["summaries"]["manual"]["optimizer steps"] == 30
     assert (tmp_path / "compare" / "curves.png").stat().st_size > 10_000

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from project.errors import LossNotFinite
-from project.steps import check_finite, classification_loss, forward, sum_dtype
+from project.steps import check_finite, classification_loss, forward, loss_floor, sum_dtype
 
 
 class LayoutSpy(nn.Module):
@@ -99,3 +99,25 @@ def test_check_finite_lets_a_finite_loss_pass_and_asks_every_process():
 def test_loss_sums_are_float64_except_on_mps():
     assert sum_dtype(torch.device("cpu")) == torch.float64
     assert sum_dtype(torch.device("mps")) == torch.float32
+
+
+def test_loss_floor_is_the_smallest_loss_label_smoothing_allows():
+    """A near-perfect model's loss stays near 0.5 with label smoothing 0.1 (10 classes): the
+    floor is reached by predicting the smoothed target itself, and no other prediction is lower."""
+    classes, smoothing = 10, 0.1
+    floor = loss_floor(classes, smoothing)
+    assert abs(floor - 0.5004) < 1e-3 and loss_floor(classes, 0.0) == 0.0
+    labels = torch.arange(classes)
+    target = torch.full((classes, classes), smoothing / classes) + torch.eye(classes) * (
+        1 - smoothing
+    )
+    at_target = classification_loss(target.log(), labels, label_smoothing=smoothing).item()
+    assert abs(at_target - floor) < 1e-5
+    confident = classification_loss(torch.eye(classes) * 20, labels, label_smoothing=smoothing)
+    nudged = classification_loss(
+        target.log()
+        + 0.1 * torch.randn(classes, classes, generator=torch.Generator().manual_seed(0)),
+        labels,
+        smoothing,
+    )
+    assert confident.item() > floor + 0.5 and nudged.item() > floor  # over-confidence costs

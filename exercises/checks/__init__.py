@@ -11,6 +11,9 @@ check's docstring is its title in the runner's output. Optional module attribute
     REQUIRES_FILES = {check name: (paths)}: a check that needs files made on request (e.g.
                        ``make challenge-data``); tests run it where they exist, never on mutants
 
+A check that passes may return a short note (a str) that the runner prints after ``ok``. An error
+of PyTorch's own that a known mistake causes is named by ``explain`` (the runner adds its line).
+
 Run a checker with ``python -m exercises.check N`` (or ``make exercise N=1``).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -51,3 +55,60 @@ def require(condition: bool, message: str) -> None:
     """Raise ``Mistake(message)`` unless ``condition`` holds."""
     if not condition:
         raise Mistake(message)
+
+
+# PyTorch's own errors that a known mistake causes: (pattern of the error's text, what to say).
+# The runner puts the explanation first, then the error itself and where it happened.
+KNOWN_ERRORS = [
+    (
+        r"modified by an inplace operation",
+        "an in-place operation (x += ..., x.clamp_(...), x[...] = ...) changed a tensor that "
+        "backward() still needed: write it out of place (x = x + ...); "
+        "torch.autograd.set_detect_anomaly(True) names the operation",
+    ),
+    (
+        r"backward through the graph a second time",
+        "backward() went twice through one batch's graph: a loss tensor kept across batches "
+        "(running = running + loss, then running.backward()); call backward() on this batch's "
+        "loss only and add up loss.item()",
+    ),
+    (
+        r"does not require grad and does not have a grad_fn",
+        "the loss has no graph to go back through: it was computed under torch.no_grad() or "
+        "from .item() / .detach(); compute it from model(images) with gradients on",
+    ),
+    (
+        r'Unexpected key\(s\) in state_dict: "model"',
+        "load_state_dict got the whole checkpoint (a dict of 'model', 'optimizer', 'epoch'): "
+        "pass the part it saved, model.load_state_dict(checkpoint['model'])",
+    ),
+    (
+        r'Missing key\(s\) in state_dict: "fc\.weight", "fc\.bias"\.\s*$',
+        "the weights file has no fc (the old head was left out on purpose), and a strict load "
+        "wants every key: load_state_dict(state, strict=False), and check that only fc is missing",
+    ),
+    (
+        r"Tried to step \d+ times\. The specified number of total steps is",
+        "the LR schedule ran out of steps: scheduler.step() runs once per batch, so OneCycleLR "
+        "needs total_steps=epochs * steps_per_epoch (not epochs)",
+    ),
+    (
+        r"img should be Tensor Image\. Got <class 'PIL",
+        "Normalize got a PIL image: it computes on tensors, so it comes after ToTensor() in the "
+        "Compose (Resize, ToTensor, Normalize)",
+    ),
+    (
+        r"File exists",
+        "creating a folder that exists already failed: the second checkpoint of a run goes into "
+        "the same folder; path.parent.mkdir(parents=True, exist_ok=True)",
+    ),
+]
+
+
+def explain(error: BaseException) -> str | None:
+    """What a known mistake behind ``error`` is, or None when it is none of the known ones."""
+    text = str(error)
+    for pattern, explanation in KNOWN_ERRORS:
+        if re.search(pattern, text, flags=re.MULTILINE):
+            return explanation
+    return None

@@ -4,10 +4,19 @@ Every check writes real image files with PIL into a temporary folder and runs th
 them: class folders with a hidden folder, a text file and nested sub-folders; PNG, JPEG (also
 upper-case .JPG), BMP and GIF files; a greyscale, a palette and a CMYK image; a picture with known
 pixel values to test scaling and normalization.
+
+``pin_memory`` is right when it follows the machine: on with a GPU, off without one. On a CPU-only
+machine a loader that forgot it is off, right by accident, so checking against this machine alone
+passes the mistake (and on a GPU machine, ``pin_memory=True`` hard-coded passes). The check asks
+the learner's ``make_loaders`` twice instead, with torch's questions (``torch.cuda.is_available``,
+``torch.cuda.device_count``, ``torch.accelerator.is_available``) answered as on a machine with a
+GPU and as on one without; the loaders are built, never iterated, so nothing touches a GPU. A
+decision taken some other way (an environment variable) is judged by this machine's answer only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -60,6 +69,12 @@ def listed(exercise, root: Path) -> tuple[dict[str, int], list[str]]:
     samples, classes = exercise.find_samples(root)
     found = {}
     for path, label in samples:
+        require(
+            isinstance(label, int) or (torch.is_tensor(label) and not label.is_floating_point()),
+            f"the label of {Path(path).name} is {label!r}, a {type(label).__name__}: labels are "
+            "class indices (int), class_to_index[folder name], so cross_entropy can use them "
+            "(find_samples)",
+        )
         found[Path(path).resolve().relative_to(root.resolve()).as_posix()] = int(label)
     return found, list(classes)
 
@@ -135,6 +150,11 @@ def converts_to_rgb(exercise) -> None:
         for index, (relative, mode) in enumerate(modes.items()):
             save(root / relative, mode=mode, seed=index)
         dataset = exercise.FolderDataset(root, transform=transforms.ToTensor())
+        require(
+            len(dataset) != len(dataset.classes) or len(dataset) == 4,
+            f"len(dataset) is {len(dataset)} for 4 images in {len(dataset.classes)} classes: "
+            "__len__ returns the number of classes; it is the number of samples",
+        )
         require(len(dataset) == 4, f"len(dataset) is {len(dataset)} for 4 images: __len__")
         for index in range(len(dataset)):
             image, _ = dataset[index]
@@ -156,7 +176,16 @@ def scales_and_normalizes(exercise) -> None:
     """build_transform scales pixels to [0, 1] and normalizes with the mean and std given"""
     mean, std = [0.2, 0.3, 0.4], [0.5, 0.25, 0.125]
     pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    result = exercise.build_transform(8, mean, std)(Image.fromarray(pixels, "RGB"))
+    transform = exercise.build_transform(8, mean, std)
+    try:
+        result = transform(Image.fromarray(pixels, "RGB"))
+    except TypeError as error:
+        if "PIL" not in str(error):
+            raise
+        raise Mistake(
+            f"the transform failed on a PIL image ({error}): Normalize computes on tensors, so "
+            "it comes after ToTensor(): Compose([Resize, ToTensor(), Normalize(mean, std)])"
+        ) from None
     require(
         torch.is_tensor(result),
         f"build_transform gave a {type(result).__name__}, not a tensor: add transforms.ToTensor()",
@@ -165,6 +194,13 @@ def scales_and_normalizes(exercise) -> None:
         tuple(result.shape) == (3, 8, 8),
         f"an 8x8 image at image_size 8 gave shape {tuple(result.shape)}, expected (3, 8, 8): "
         "transforms.Resize((image_size, image_size)), then ToTensor (channels first)",
+    )
+    wide = tuple(transform(Image.new("RGB", (12, 8))).shape)  # 12 wide, 8 high
+    require(
+        wide == (3, 8, 8),
+        f"a 12x8 picture at image_size 8 gave shape {wide}, expected (3, 8, 8): Resize with one "
+        "number scales the shorter side only and keeps the aspect ratio (then a batch of "
+        "pictures of different shapes cannot be stacked); Resize((image_size, image_size))",
     )
     require(
         result.is_floating_point(),
@@ -195,29 +231,67 @@ def scales_and_normalizes(exercise) -> None:
     )
 
 
-def measures_mean_std(exercise) -> None:
+def measures_mean_std(exercise) -> str:
     """channel_mean_std gives each channel's mean and std over all training pixels"""
     generator = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 4 + i, 5, generator=generator) * (0.5 + 0.2 * i) for i in range(3)]
+    # Three images of different sizes; the channels differ (0.1, 0.4, 0.6 + noise), so that mixed
+    # channels show, and the images differ in spread, so that per-image stds averaged show.
+    base = torch.tensor([0.1, 0.4, 0.6]).view(3, 1, 1)
+    images = [
+        base + torch.rand(3, 4 + i, 5, generator=generator) * (0.2 + 0.1 * i) for i in range(3)
+    ]
     mean, std = exercise.channel_mean_std(images)
     require(
         len(mean) == 3 and len(std) == 3,
         f"{len(mean)} means and {len(std)} stds: one value per channel (R, G, B)",
     )
+    mean, std = torch.tensor([float(m) for m in mean]), torch.tensor([float(s) for s in std])
     pixels = torch.cat([image.reshape(3, -1) for image in images], dim=1)
-    expected_mean, expected_std = pixels.mean(dim=1), pixels.std(dim=1)
+    expected_mean = pixels.mean(dim=1)
+    mixed = torch.cat([image.reshape(-1, 3) for image in images]).mean(dim=0)
     require(
-        torch.allclose(torch.tensor([float(m) for m in mean]), expected_mean, atol=1e-4),
-        f"means {[round(float(m), 4) for m in mean]}, expected "
-        f"{[round(m, 4) for m in expected_mean.tolist()]}: average each channel over every "
+        not torch.allclose(mean, mixed, atol=1e-4),
+        f"means {shown(mean)} mix the channels: image.view(-1, 3) / reshape(-1, 3) reads a "
+        "(3, H, W) tensor as if it were (H, W, 3); use image.reshape(3, -1) (channels first), "
+        "or image.permute(1, 2, 0).reshape(-1, 3) (channel_mean_std)",
+    )
+    require(
+        torch.allclose(mean, expected_mean, atol=1e-4),
+        f"means {shown(mean)}, expected {shown(expected_mean)}: average each channel over every "
         "pixel of every image (images of different sizes weigh by their pixel count)",
     )
-    require(
-        torch.allclose(torch.tensor([float(s) for s in std]), expected_std, atol=1e-3),
-        f"stds {[round(float(s), 4) for s in std]}, expected "
-        f"{[round(s, 4) for s in expected_std.tolist()]}: the spread of each channel over all "
-        "pixels together, not an average of per-image stds",
+    # Both divisors are right: N (population std, sqrt(E[x^2] - E[x]^2)) and N - 1 (torch's
+    # default, Bessel's correction). With 75 pixels a channel they differ by 0.7% (7e-4 here):
+    # more than float32 rounding (1e-6) and the tolerance (2e-4), far less than the mistakes
+    # (per-image stds averaged: 1e-2 and more).
+    divisors = {"N": pixels.std(dim=1, correction=0), "N - 1": pixels.std(dim=1, correction=1)}
+    for divisor, expected_std in divisors.items():
+        if torch.allclose(std, expected_std, atol=2e-4):
+            return f"your std divides by {divisor}; either divisor is right"
+    raise Mistake(
+        f"stds {shown(std)}, expected {shown(divisors['N'])} (divisor N) or "
+        f"{shown(divisors['N - 1'])} (divisor N - 1): the spread of each channel over all "
+        "pixels together, not an average of per-image stds"
     )
+
+
+def shown(values: torch.Tensor) -> list[float]:
+    return [round(v, 4) for v in values.tolist()]
+
+
+@contextlib.contextmanager
+def machine(gpu: bool):
+    """While active, torch answers as on a machine with a GPU (or without one): the loaders
+    check then judges pin_memory the same on every machine. Only the questions are answered;
+    nothing runs on a GPU (the loaders are built, never iterated)."""
+    saved = torch.cuda.is_available, torch.cuda.device_count, torch.accelerator.is_available
+    torch.cuda.is_available = lambda: gpu
+    torch.cuda.device_count = lambda: int(gpu)
+    torch.accelerator.is_available = lambda: gpu
+    try:
+        yield
+    finally:
+        torch.cuda.is_available, torch.cuda.device_count, torch.accelerator.is_available = saved
 
 
 def loaders(exercise) -> None:
@@ -239,11 +313,15 @@ def loaders(exercise) -> None:
         f"num_workers is {train.num_workers} / {val.num_workers} for num_workers=2: pass "
         "num_workers=num_workers to DataLoader, so worker processes decode images in parallel",
     )
-    require(
-        train.pin_memory == torch.cuda.is_available(),
-        "pin_memory should be torch.cuda.is_available(): page-locked memory speeds up copies "
-        "to a GPU and is wasted without one",
-    )
+    for gpu in (True, False):  # both worlds, whatever this machine has
+        with machine(gpu=gpu):
+            pinned = [loader.pin_memory for loader in exercise.make_loaders(dataset, dataset, 4, 2)]
+        require(
+            pinned == [gpu, gpu],
+            f"pin_memory is {pinned[0]} / {pinned[1]} on a machine {'with' if gpu else 'without'} "
+            "a GPU: pin_memory=torch.cuda.is_available(); page-locked memory speeds up copies "
+            "to a GPU and is wasted without one",
+        )
     require(
         train.batch_size == 4 and val.batch_size == 4,
         f"batch_size is {train.batch_size} / {val.batch_size}, expected 4: pass batch_size on",

@@ -8,7 +8,9 @@ batches built here, and watches what happens rather than reading the code:
 - the network records, at every call, whether it was in train or eval mode and whether autograd was
   recording, and its BatchNorm reveals validation in train mode by changing its running statistics;
 - hooks on the parameters and the optimizer record the order of backward() and step(), and the
-  gradients each step used are compared with the gradients of that batch alone (a reference step).
+  gradients each step used are compared with the gradients of that batch alone (a reference step),
+  and with those of known wrong losses (softmax fed to cross_entropy, a sum over the batch);
+- a returned loss that is a tensor still attached to the autograd graph is named as such.
 """
 
 from __future__ import annotations
@@ -140,6 +142,38 @@ def close(a, b) -> bool:
     return all(x is not None and torch.allclose(x, y, atol=1e-6) for x, y in zip(a, b, strict=True))
 
 
+def attached(value, function: str) -> None:
+    """A Mistake when ``value`` (a returned loss) is a tensor still attached to a graph."""
+    if torch.is_tensor(value) and value.requires_grad:
+        raise Mistake(
+            f"{function} returned a loss that is still attached to the autograd graph "
+            f"(grad_fn={type(value.grad_fn).__name__}): adding up loss tensors keeps a reference "
+            "to every batch's graph (memory grows with each batch); add loss.item(), a float"
+        )
+
+
+# Losses that learners write instead of F.cross_entropy(logits, labels), and what to say.
+WRONG_LOSSES = {
+    "softmax fed to cross_entropy": (
+        lambda logits, labels: F.cross_entropy(F.softmax(logits, dim=1), labels),
+        "softmax was applied before F.cross_entropy, which applies log_softmax itself: the "
+        "loss of probabilities is squashed and its gradients shrink; give cross_entropy the raw "
+        "logits (train_one_epoch)",
+    ),
+    "a sum over the batch": (
+        lambda logits, labels: F.cross_entropy(logits, labels, reduction="sum"),
+        "the training loss is summed over the batch (reduction='sum'): its gradients grow with "
+        "the batch size, and so does the real step size; keep the default mean in "
+        "train_one_epoch (the sum is for evaluate's totals)",
+    ),
+    "raw logits fed to nll_loss": (
+        lambda logits, labels: F.nll_loss(logits, labels),
+        "F.nll_loss got raw logits: it expects log-probabilities; use "
+        "F.cross_entropy(logits, labels), which is log_softmax + nll_loss (train_one_epoch)",
+    ),
+}
+
+
 def run_epoch(exercise, model=None, batches=None, lr=0.1):
     """One learner epoch with plain SGD (a step is then exactly lr x gradient)."""
     model = model or Probe()
@@ -171,6 +205,28 @@ def trains_in_train_mode(exercise) -> None:
         all(training for training, _ in model.calls),
         "training ran in eval mode (dropout off, BatchNorm frozen): call model.train() at the "
         "start of train_one_epoch, because evaluate() leaves the model in eval mode",
+    )
+
+
+def loss_of_raw_logits(exercise) -> None:
+    """each batch's loss is F.cross_entropy of the raw logits, the mean over the batch"""
+    start = Probe()
+    batches = Batches(unmoved=False)
+    _, recorder, _ = run_epoch(exercise, model=copy.deepcopy(start), batches=batches, lr=0.0)
+    if not recorder.steps or recorder.steps[0]["grads"][0] is None:
+        return  # no step, or a step before backward: the other checks say so
+    used = recorder.steps[0]["grads"]  # the first step: nothing can have accumulated yet
+    if close(used, recorder.steps[0]["expected"]):
+        return
+    images, labels = batches.plain[0]
+    for wrong, message in WRONG_LOSSES.values():
+        reference = copy.deepcopy(start)
+        wrong(reference(images), labels).backward()
+        if close(used, [p.grad for p in reference.parameters()]):
+            raise Mistake(message)
+    raise Mistake(
+        "the first step's gradients are not those of F.cross_entropy(model(images), labels) on "
+        "its batch: one loss per batch, from the raw logits, the mean over the batch"
     )
 
 
@@ -236,6 +292,7 @@ def returns_mean_training_loss(exercise) -> None:
         ]
     per_image = sum(value * n for value, n in losses) / sum(n for _, n in losses)
     per_batch = sum(value for value, _ in losses) / len(losses)
+    attached(loss, "train_one_epoch")
     require(
         isinstance(loss, float | int) or (torch.is_tensor(loss) and loss.numel() == 1),
         f"train_one_epoch returned {type(loss).__name__}: return the mean loss as a float "
@@ -296,6 +353,7 @@ def accuracy_over_images(exercise) -> None:
         isinstance(result, tuple) and len(result) == 2,
         "evaluate must return a tuple (mean loss, accuracy)",
     )
+    attached(result[0], "evaluate")
     got_loss, got_accuracy = (float(value) for value in result)
     require(
         abs(got_accuracy - accuracy) < 1e-6,
@@ -336,6 +394,7 @@ def learns(exercise) -> None:
 CHECKS = [
     moves_batches_to_device,
     trains_in_train_mode,
+    loss_of_raw_logits,
     zero_grad_before_backward,
     step_after_backward,
     returns_mean_training_loss,

@@ -66,6 +66,14 @@ def read(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError for pickled classes
+        # Which classes and functions it would need, read without running any of them.
+        needs = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        if "builtins.getattr" in needs:  # how pickle stores a bound method: getattr(obj, name)
+            raise Mistake(
+                "the checkpoint holds a method, not what it returns: model.state_dict (or "
+                "optimizer.state_dict) without parentheses pickles the whole object with it; "
+                "save model.state_dict() and optimizer.state_dict() (save_checkpoint)"
+            ) from None
         raise Mistake(
             "the checkpoint pickles Python objects (the whole model?), so it needs the model's "
             "code to load and could run code when loaded; save model.state_dict() and "
@@ -104,6 +112,14 @@ def creates_folder(exercise) -> None:
                 "create it first with path.parent.mkdir(parents=True, exist_ok=True)"
             ) from None
         require(path.is_file(), "save_checkpoint wrote nothing at the path it was given")
+        try:  # the next epoch's checkpoint goes into the folder that now exists
+            exercise.save_checkpoint(path.with_name("epoch2.pt"), model, adam(model), 2)
+        except FileExistsError:
+            raise Mistake(
+                "the second save, into the folder the first one created, failed "
+                "(FileExistsError): every epoch saves into the same folder; "
+                "path.parent.mkdir(parents=True, exist_ok=True) (save_checkpoint)"
+            ) from None
 
 
 def saves_state_dicts(exercise) -> None:

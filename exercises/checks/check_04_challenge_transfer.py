@@ -8,9 +8,11 @@ The challenge's criteria, each checked on what the learner's functions do:
 - the optimizer holds the trainable parameters only, and its LR falls per the schedule;
 - one real training epoch on small random images: the forward pass runs under autocast, the LR
   moves every batch and the scheduler steps after the optimizer, the head learns while every
-  backbone tensor (BatchNorm running statistics included) stays as loaded;
+  backbone tensor (BatchNorm running statistics included) stays as loaded, and the returned loss
+  is a number, not a tensor still attached to the autograd graph;
 - ``fit`` keeps the best epoch: with the validation accuracies scripted to 0.5, 0.8, 0.7, the
-  checkpoint file must hold the weights of the second epoch;
+  checkpoint file must hold the weights of the second epoch (``torch.save`` is watched, to name a
+  best ``state_dict()`` kept by reference and saved after the last epoch);
 - the real run, ``run_challenge()`` on data/glyphs (``make challenge-data``), ends above 85%.
 """
 
@@ -84,6 +86,11 @@ def head_is_the_only_trainable_layer(exercise) -> None:
     )
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     require(
+        trainable,
+        "no parameter requires grad, not even the new fc's: the freezing loop ran after "
+        "model.fc was replaced; freeze the backbone first, then add the new fc (build_model)",
+    )
+    require(
         trainable == ["fc.bias", "fc.weight"],
         f"{len(trainable)} tensors require grad ({', '.join(trainable[:3])}...), only fc's two "
         "should: freeze the backbone (requires_grad = False) before adding the new fc",
@@ -145,15 +152,25 @@ def training_epoch(exercise) -> None:
     before, head = backbone_state(model), model.fc.weight.detach().clone()
     optimizer = torch.optim.AdamW(model.fc.parameters(), lr=0.01)  # the checker's own
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=6)
-    seen = {"autocast": [], "lrs": []}
-    model.fc.register_forward_hook(
-        lambda *_: seen["autocast"].append(torch.is_autocast_enabled("cpu"))
-    )
+    seen = {"autocast": [], "cuda_autocast": [], "lrs": []}
+
+    def on_forward(*_):
+        seen["autocast"].append(torch.is_autocast_enabled("cpu"))
+        seen["cuda_autocast"].append(torch.is_autocast_enabled("cuda"))
+
+    model.fc.register_forward_hook(on_forward)
     optimizer.register_step_pre_hook(lambda *_: seen["lrs"].append(optimizer.param_groups[0]["lr"]))
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # judged below, not shown to the learner
         warnings.simplefilter("always")
-        exercise.train_one_epoch(model, images(), optimizer, scheduler, torch.device("cpu"))
+        loss = exercise.train_one_epoch(model, images(), optimizer, scheduler, torch.device("cpu"))
     require(seen["autocast"], "train_one_epoch never called the model")
+    cuda_on_cpu = any("CUDA is not available" in str(w.message) for w in caught)
+    require(
+        all(seen["autocast"]) or not (cuda_on_cpu or any(seen["cuda_autocast"])),
+        "the autocast was for 'cuda' while the model runs on the CPU, so the CPU ran without "
+        "mixed precision: torch.autocast(device.type, dtype=...) follows the model's device "
+        "(bfloat16 on a CPU)",
+    )
     require(
         all(seen["autocast"]),
         "the forward pass ran without autocast, so no mixed precision: wrap the model call and "
@@ -179,18 +196,31 @@ def training_epoch(exercise) -> None:
             "model.fc.train()"
         )
     require(not changed, f"the frozen backbone's {changed[:2]} changed during training")
+    if torch.is_tensor(loss) and loss.requires_grad:
+        raise Mistake(
+            "train_one_epoch returned a loss that is still attached to the autograd graph "
+            f"(grad_fn={type(loss.grad_fn).__name__}): adding up loss tensors keeps a reference "
+            "to every batch's graph; add loss.item(), a float"
+        )
 
 
 def keeps_the_best_epoch(exercise) -> None:
     """fit keeps the weights of the epoch with the best validation accuracy"""
     model = frozen_resnet()
-    scripted, snapshots = iter([0.5, 0.8, 0.7]), []
+    scripted, snapshots, saves = iter([0.5, 0.8, 0.7]), [], []
 
     def evaluate(model, loader, device):
         snapshots.append(model.fc.weight.detach().clone())
         return 1.0, next(scripted)
 
+    real_save = torch.save
+
+    def watched_save(*args, **kwargs):
+        saves.append(len(snapshots))  # after how many validations
+        return real_save(*args, **kwargs)
+
     real_evaluate, exercise.evaluate = exercise.evaluate, evaluate
+    torch.save = watched_save
     try:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "best" / "best.pt"
@@ -200,12 +230,19 @@ def keeps_the_best_epoch(exercise) -> None:
             )
             saved = torch.load(path, map_location="cpu", weights_only=True)
     finally:
-        exercise.evaluate = real_evaluate
+        exercise.evaluate, torch.save = real_evaluate, real_save
     require(
         len(snapshots) == 3, f"fit validated {len(snapshots)} times in 3 epochs: once per epoch"
     )
     weights = [v for k, v in _tensors(saved) if k.endswith("fc.weight")]
     require(weights, "the checkpoint holds no fc.weight: save model.state_dict()")
+    require(
+        torch.equal(weights[0], snapshots[1])
+        or not (best == 0.8 and saves == [3] and torch.equal(weights[0], snapshots[2])),
+        "fit found the best epoch (0.8) but saved after the last one, and the file holds the last "
+        "epoch's weights: model.state_dict() returns references to the live tensors, which the "
+        "later epochs changed; save at once, or keep copy.deepcopy(model.state_dict()) (fit)",
+    )
     require(
         torch.equal(weights[0], snapshots[1]),
         "with validation accuracies 0.5, 0.8, 0.7 the checkpoint should hold epoch 2's weights "
@@ -287,4 +324,40 @@ MUTANTS = [
     ),
     ("    model.eval()  # a frozen backbone", "    model.train()  #", "BatchNorm updates"),
     ("        if accuracy > best:", "        if True:", "it holds another epoch's"),
+    # Found by writing wrong attempts as learners do (issue 25):
+    (  # the freezing loop after the new fc: nothing trains
+        "        parameter.requires_grad = False  # freeze the backbone ...\n"
+        "    model.fc = nn.Linear(model.fc.in_features, num_classes)  # ... a new layer",
+        "        pass\n    model.fc = nn.Linear(model.fc.in_features, num_classes)\n"
+        "    for parameter in model.parameters():\n        parameter.requires_grad = False  #",
+        "the freezing loop ran after model.fc was replaced",
+    ),  # fmt: skip
+    (  # a strict load of a file that has no fc
+        "model.load_state_dict(state, strict=False)",
+        "model.load_state_dict(state)",
+        "the weights file has no fc",
+    ),
+    (  # one schedule step per epoch counted, one per batch taken
+        "total_steps=epochs * steps_per_epoch",
+        "total_steps=epochs",
+        "the LR schedule ran out of steps",
+    ),
+    (  # autocast copied from a GPU recipe
+        "torch.autocast(device.type, dtype=dtype)",
+        'torch.autocast("cuda", dtype=torch.float16)',
+        "the autocast was for 'cuda' while the model runs on the CPU",
+    ),
+    (
+        "total_loss += loss.item() * labels.shape[0]",
+        "total_loss += loss * labels.shape[0]",
+        "train_one_epoch returned a loss that is still attached to the autograd graph",
+    ),
+    (  # the best epoch's state_dict() kept by reference, saved at the end
+        "            torch.save(\n"
+        '                {"model": model.state_dict(), "epoch": epoch, "val_acc": accuracy}, '
+        "checkpoint\n            )\n    return best",
+        "            best_state = model.state_dict()\n"
+        '    torch.save({"model": best_state}, checkpoint)\n    return best',
+        "model.state_dict() returns references to the live tensors",
+    ),  # fmt: skip
 ]
