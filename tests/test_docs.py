@@ -72,6 +72,11 @@ RUNTIME_FILES = {
     "f1.yaml",  # example configs the docs ask the user to write
     "csv.yaml",
     "my.py",  # exercises: --file my.py
+    "trials.csv",  # python -m project sweep, in the sweep's folder (project/sweep/report.py)
+    "best.yaml",
+    "history.png",
+    "importance.png",
+    "study.db",
     "project/transfer_demo.py",  # named as removed (docs/transfer.md), with the commit to see it
 }
 FILE_SUFFIXES = (".py", ".yaml", ".yml", ".md", ".toml", ".csv", ".txt", ".pth", ".ckpt", ".png")
