@@ -39,6 +39,7 @@ from project.data.sampling import inverse_frequency_weights
 from project.errors import InputError
 from project.features import FeatureCache, FeatureCacheError
 from project.models.cnn import SmallCNN
+from project.models.pruned import shrink_to
 from project.models.transfer import Stage, TransferNetwork
 from project.optim import NamedSchedule, Schedule, build_optimizer, build_schedule
 from project.steps import classification_loss, forward
@@ -86,6 +87,7 @@ class ClassifierRecipe:
         class_weights: Literal["auto"] | list[float] | None = None,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
+        pruning: dict | None = None,
     ):
         """
         Args:
@@ -112,8 +114,15 @@ class ClassifierRecipe:
                 the training split, project/data/sampling.py) or one number per class.
             mixup_alpha: MixUp's Beta(alpha, alpha) per training batch, 0: off (project/augment.py).
             cutmix_alpha: CutMix's Beta(alpha, alpha) per training batch; 0 is off.
+            pruning: written by ``python -m project prune``, not by hand: {amount, source,
+                layers: {layer name: widths}}; the network is built with those layer widths
+                (project/models/pruned.py) and starts from the weights prune gives it, never
+                from pretrained ones. null: the network's own widths.
         """
         self.network = network if isinstance(network, nn.Module) else network(num_classes)
+        self.pruning = pruning
+        if pruning:  # the widths are recorded, not pickled: checkpoints load weights_only
+            shrink_to(self.network, pruning.get("layers") or {})
         self.num_classes = num_classes
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -287,6 +296,8 @@ class ResNetRecipe(ClassifierRecipe):
             )
 
     def load_pretrained_weights(self) -> None:
+        if self.pruning:  # the pretrained file no longer fits: prune gives the weights
+            return
         self.network.load_backbone(self.weights, self.download)
 
     def stage_at(self, epoch: int) -> Stage:
