@@ -100,7 +100,9 @@ def check_options(options) -> Path:
     while not folder.exists() and folder != folder.parent:  # save_atomic creates the rest
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise InputError(f"--output {output}: cannot be written ({folder} is not a writable folder)")
+        raise InputError(
+            f"--output {output}: cannot be written ({folder} is not a writable folder)"
+        )
     return output
 
 
