@@ -24,9 +24,9 @@ The checkpoint records the pruned widths in its hyper_parameters (``pruning``: a
 layers; project/models/pruned.py), so ``test``, ``predict``, ``export``, the manual loop and a
 resumed ``fit`` rebuild the network from its class and load the weights with
 ``torch.load(weights_only=True)``; no module is pickled. It prints parameters, multiply-adds
-(Torch-Pruning's count, one image) and test accuracy of the original, the pruned and the
-fine-tuned network. The file is checked (rebuilt from the record and evaluated) before it appears
-under its name.
+(Torch-Pruning's count, one image) and test accuracy (validation accuracy where the data has no
+test split) of the original, the pruned and the fine-tuned network. The file is checked (rebuilt
+from the record and evaluated) before it appears under its name.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import argparse
 import copy
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -46,6 +47,7 @@ from project.checkpoints import (
     load_checkpoint,
     save_atomic,
 )
+from project.data.datasets import DataError
 from project.data.pipeline import ImageData
 from project.errors import InputError, exit_on_error
 from project.export import network_from_checkpoint
@@ -116,10 +118,17 @@ def data_arguments(checkpoint: dict, path: str) -> dict:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-def test_data(arguments: dict, checkpoint: dict, path: str) -> ImageData:
-    """The checkpoint's own test split, refused if the folder now splits differently."""
+def scoring_data(arguments: dict, checkpoint: dict, path: str) -> tuple[ImageData, str]:
+    """The checkpoint's own test split ("test"), or its validation split ("val") where the data
+    has no test split (a folder with train/ and val/ only); refused if the folder now splits
+    differently from when the checkpoint was trained."""
     data = ImageData(**arguments)
-    data.setup("test")
+    try:
+        data.setup("test")
+        split = "test"
+    except DataError:  # no test/ folder beside train/ and val/
+        data.setup("validate")
+        split = "val"
     recorded = (checkpoint.get("data_split") or {}).get("sha256")
     if recorded and recorded != data.split_record()["sha256"]:
         raise InputError(
@@ -127,7 +136,7 @@ def test_data(arguments: dict, checkpoint: dict, path: str) -> ImageData:
             "differently from when it was trained (files added or removed): the test images "
             "would include training images"
         )
-    return data
+    return data, split
 
 
 # ---------------------------------------------------------------------------- pruning
@@ -167,10 +176,11 @@ def size_of(network: nn.Module, size: int) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def test_accuracy(network: nn.Module, data: ImageData) -> float:
+def accuracy(network: nn.Module, data: ImageData, split: str) -> float:
     network.eval()
     correct = seen = 0
-    for images, labels in data.test_dataloader():
+    loader = data.test_dataloader() if split == "test" else data.val_dataloader()
+    for images, labels in loader:
         correct += (network(images).argmax(dim=1) == labels).sum().item()
         seen += len(labels)
     return correct / max(seen, 1)
@@ -193,7 +203,11 @@ def finetune(model: dict, data: dict, state: dict, epochs: int, fit_args: list[s
     ]
     # run=False: LightningCLI builds the model, data and Trainer exactly as for `fit`, and the
     # pruned weights go in before Trainer.fit (the call the fit subcommand makes).
-    cli = main(args, run=False)
+    argv, sys.argv = sys.argv, sys.argv[:1]  # else LightningCLI warns that both are given
+    try:
+        cli = main(args, run=False)
+    finally:
+        sys.argv = argv
     fill_network(cli.model.network, state, "the pruned network")  # widths built from the record
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     callback = cli.trainer.checkpoint_callback
@@ -232,7 +246,7 @@ def run(options, fit_args: list[str]) -> None:
     checkpoint = load_checkpoint(path)
     hparams = dict(checkpoint["hyper_parameters"])
     arguments = data_arguments(checkpoint, path)
-    data = test_data(arguments, checkpoint, path)
+    data, split = scoring_data(arguments, checkpoint, path)
     size = settings["image_size"]
 
     pruned = prune_network(network, options.amount, size, options.round_to)
@@ -246,9 +260,11 @@ def run(options, fit_args: list[str]) -> None:
     }
     hparams["pruning"] = record
     base = size_of(network, size)
-    print(f"{'':<12}{'parameters':>14}{'MMACs':>12}{'test acc':>11}")
-    print(report("original", *base, test_accuracy(network, data), ()))
-    print(report("pruned", *size_of(pruned, size), test_accuracy(pruned, data), base))
+    if split == "val":
+        print(f"no test split in {arguments.get('root')}: accuracy on the validation split")
+    print(f"{'':<12}{'parameters':>14}{'MMACs':>12}{split + ' acc':>11}")
+    print(report("original", *base, accuracy(network, data, split), ()))
+    print(report("pruned", *size_of(pruned, size), accuracy(pruned, data, split), base))
 
     if options.finetune_epochs == 0:
         result = {
@@ -272,13 +288,29 @@ def run(options, fit_args: list[str]) -> None:
         result = load_checkpoint(best)
     rebuilt = publish(result, output)
     if options.finetune_epochs:
-        accuracy = test_accuracy(rebuilt, data)
-        print(report("fine-tuned", *size_of(rebuilt, size), accuracy, base))
+        score = accuracy(rebuilt, data, split)
+        print(report("fine-tuned", *size_of(rebuilt, size), score, base))
     print(f"wrote {output}")
 
 
+def split_arguments(parser: argparse.ArgumentParser, args: list[str]) -> tuple[list, list]:
+    """(this command's options, the rest for fit): ``--name value`` or ``--name=value``."""
+    own_names = {name for action in parser._actions for name in action.option_strings}
+    own, rest, index = [], [], 0
+    while index < len(args):
+        name = args[index].split("=", 1)[0]
+        target = own if name in own_names else rest
+        takes_value = "=" not in args[index] and index + 1 < len(args)
+        takes_value = takes_value and not args[index + 1].startswith("--")
+        target.extend(args[index : index + 1 + takes_value])
+        index += 1 + takes_value
+    return own, rest
+
+
 def main(args: list[str] | None = None) -> int:
-    options, fit_args = build_parser().parse_known_args(args)
+    parser = build_parser()
+    own, fit_args = split_arguments(parser, sys.argv[1:] if args is None else list(args))
+    options = parser.parse_args(own)  # strict: a mistyped option of prune's own is an error
     with exit_on_error():  # bad input: one line, exit status 2 (project/errors.py)
         run(options, fit_args)
     return 0
