@@ -9,7 +9,7 @@
      median (min-max) and the ratio to the unpruned network measured in the same run. The issue's
      goals for ResNet18 (MACs <= 0.55x, latency <= 0.7x) are checked on these medians.
 12b. Accuracy. configs/cnn.yaml fitted on the digits (its 25 epochs), then the real command,
-     ``python -m project prune --amount 0.3 --finetune_epochs 3``: test accuracy of the
+     ``python -m project prune --amount 0.3 --finetune_epochs 5``: test accuracy of the
      original, the pruned and the fine-tuned network as the command prints them. ResNet18
      (goal: within 1 point after fine-tuning) on the glyph target when data/glyphs exists
      (``make challenge-data``): the transfer recipe of ``make transfer`` (source backbone, head
@@ -83,9 +83,12 @@ def prune_command(args: list[str]) -> dict[str, float]:
     """Run ``python -m project prune`` in this process; {row: printed accuracy}."""
     from project.prune import main
 
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
-        assert main(args) == 0
+    printed, said = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(said):
+            main(args)
+    except SystemExit as stop:  # the command's one-line error, shown instead of swallowed
+        raise RuntimeError(f"prune {' '.join(args)}: {said.getvalue()[-500:]}") from stop
     found = re.findall(r"^(original|pruned|fine-tuned) .* ([\d.]+)%", printed.getvalue(), re.M)
     return {row: float(value) / 100 for row, value in found}
 
@@ -115,7 +118,7 @@ def accuracy_rows(folder: Path) -> list:
         "--trainer.enable_model_summary=false",
     ]
     best = fit_checkpoint(["--config", "configs/cnn.yaml", *common])
-    rows = [accuracy_row("SmallCNN, digits test split (360 images)", best, 3, common)]
+    rows = [accuracy_row("SmallCNN, digits test split (359 images)", best, 5, common)]
     if not (GLYPHS / "source_resnet18.pth").is_file():
         print("ResNet18 accuracy: no data/glyphs (make challenge-data): not measured")
         return rows
