@@ -42,6 +42,7 @@ BENCHMARKS = [
     "time_to_99_events",
     "feature_cache",
     "sweep",
+    "pruning",
 ]
 
 

@@ -5,6 +5,7 @@ python -m project check --config configs/cnn.yaml      # the data check (project
 python -m project lr_find --config configs/cnn.yaml    # learning-rate range test (lr_find.py)
 python -m project weights resnet18                     # fetch or locate pretrained weights
 python -m project sweep --config configs/cnn.yaml --sweep configs/sweeps/cnn.yaml --trials 20
+python -m project prune --ckpt_path CKPT --amount 0.3  # fewer channels, fine-tuned (prune.py)
 """
 
 import importlib
@@ -18,6 +19,7 @@ COMMANDS = {
     "export": "project.export",  # ONNX export
     "lr_find": "project.lr_find",  # the learning-rate range test
     "sweep": "project.sweep.cli",  # hyperparameter search with Optuna (project/sweep/)
+    "prune": "project.prune",  # structural channel pruning, then fine-tuning
     "weights": "project.weights",  # download / locate pretrained weights
 }
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 
 from project.augment import hard_labels
 from project.checkpoints import (
@@ -73,7 +74,13 @@ class ClassifierModule(LightningModule):
 
     def configure_model(self) -> None:
         # Lightning calls this before fit/validate/test/predict; the manual loop does the same.
-        self.recipe.prepare_network()
+        # No Trainer under load_from_checkpoint: the module's device, float32.
+        trainer = self._trainer
+        device = trainer.strategy.root_device if trainer is not None else self.device
+        precision = trainer.precision if trainer is not None else "32-true"
+        message = self.recipe.prepare_network(device, precision)
+        if message:
+            rank_zero_info(message)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.recipe.forward(images)  # NHWC when channels_last (project/steps.py)

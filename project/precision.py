@@ -10,6 +10,15 @@
 - Anything other than "auto" is returned unchanged: an explicit choice always wins.
 
     python -c "from project.precision import resolve_precision; print(resolve_precision('auto'))"
+
+``channels_last: auto`` (the recipe's option, configs/resnet18.yaml) is decided here too, from the
+resolved precision and the device, never from a timing taken at run time (the two loops must
+decide alike, and a timing on a busy machine would not): NHWC exactly when the convolutions run in
+reduced precision on hardware built for it, a CUDA GPU (tensor cores read NHWC) or a CPU with
+native bfloat16 (oneDNN's bf16 kernels are NHWC); NCHW in float32, where channels_last alone was
+measured slower or no faster for ResNet18. The evidence: ``python -m
+benchmarks.accelerator_options`` times every combination of precision and layout and says whether
+the rule picked the faster one.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import torch
 
 GPU_ACCELERATORS = ("auto", "gpu", "cuda")
+REDUCED_PRECISIONS = ("bf16-mixed", "16-mixed", "bf16-true", "16-true", "bf16", "16")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -34,3 +44,16 @@ def resolve_precision(
     if accelerator in GPU_ACCELERATORS and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
+def resolve_channels_last(
+    option: bool | str, device: torch.device | str, precision: str | int | None
+) -> bool:
+    """``channels_last`` for a run on ``device`` at the resolved ``precision`` ("auto": the rule
+    in the module docstring; true or false: unchanged)."""
+    if option != "auto":
+        return bool(option)
+    if str(precision) not in REDUCED_PRECISIONS:
+        return False
+    kind = torch.device(device).type
+    return kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16())

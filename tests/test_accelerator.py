@@ -43,3 +43,25 @@ def test_an_option_trains_like_the_plain_network(channels_last, compile):
         torch.testing.assert_close(after[key], value, atol=1e-5, rtol=1e-5)
     if channels_last:
         assert optimized.backbone[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_auto_follows_precision_and_device():
+    """The rule of project/precision.py: NHWC in reduced precision on hardware made for it."""
+    from project.core.recipe import CNNRecipe
+    from project.precision import cpu_has_native_bf16, resolve_channels_last
+
+    assert resolve_channels_last("auto", "cpu", "32-true") is False
+    assert resolve_channels_last("auto", "cpu", "bf16-mixed") is cpu_has_native_bf16()
+    assert resolve_channels_last("auto", "cuda", "16-mixed") is True
+    assert resolve_channels_last("auto", "cuda", "32-true") is False
+    assert resolve_channels_last(True, "cpu", "32-true") is True  # an explicit choice wins
+    recipe = CNNRecipe(channels_last="auto")
+    said = recipe.prepare_network("cpu", "32-true")
+    assert said == "channels_last: auto -> False (32-true on cpu)"
+    weight = recipe.network.backbone[0][0].weight
+    assert not weight.is_contiguous(memory_format=torch.channels_last)
+    recipe = CNNRecipe(channels_last="auto")
+    recipe.prepare_network("cpu", "bf16-mixed")
+    weight = recipe.network.backbone[0][0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) is cpu_has_native_bf16()
+    assert recipe.channels_last is cpu_has_native_bf16()  # forward makes batches NHWC then

@@ -30,6 +30,7 @@ LIGHTNING_SIDE = {
     "project.ddp_unfreeze",
     "project.export",  # rebuilds the LightningModule a checkpoint names
     "project.lr_find",
+    "project.prune",  # fine-tunes through LightningCLI
 }
 
 LIGHTNING_PACKAGES = ("lightning", "pytorch_lightning", "lightning_fabric")

@@ -52,9 +52,10 @@ CASES = {
     "bf16, clip by norm, step schedule": [
         "--trainer.precision=bf16-mixed", "--trainer.gradient_clip_val=0.1", *STEP_SCHEDULE,
     ],
-    "bf16, clip by value, step schedule": [
+    "bf16, clip by value, step schedule, channels_last auto": [
         "--trainer.precision=bf16-mixed", "--trainer.gradient_clip_val=0.005",
         "--trainer.gradient_clip_algorithm=value", *STEP_SCHEDULE,
+        "--model.init_args.channels_last=auto",  # each loop decides it: they must agree
     ],
 }  # fmt: skip
 

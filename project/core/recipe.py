@@ -39,8 +39,10 @@ from project.data.sampling import inverse_frequency_weights
 from project.errors import InputError
 from project.features import FeatureCache, FeatureCacheError
 from project.models.cnn import SmallCNN
+from project.models.pruned import shrink_to
 from project.models.transfer import Stage, TransferNetwork
 from project.optim import NamedSchedule, Schedule, build_optimizer, build_schedule
+from project.precision import resolve_channels_last
 from project.steps import classification_loss, forward
 
 # The types LightningCLI calls OptimizerCallable and LRSchedulerCallable (lightning.pytorch.cli),
@@ -81,11 +83,12 @@ class ClassifierRecipe:
         lr_scheduler_monitor: str = "val/loss",
         warmup_fraction: float = 0.2,
         label_smoothing: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool | Literal["auto"] = False,
         compile: bool = False,
         class_weights: Literal["auto"] | list[float] | None = None,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
+        pruning: dict | None = None,
     ):
         """
         Args:
@@ -105,15 +108,24 @@ class ClassifierRecipe:
             warmup_fraction: share of all steps spent warming up (onecycle, warmup_cosine).
             label_smoothing: cross-entropy label smoothing.
             channels_last: weights and batches in NHWC memory order (faster convolutions on
-                recent GPUs and some CPUs; measured in benchmarks/accelerator_options.py).
+                recent GPUs and some CPUs; measured in benchmarks/accelerator_options.py). auto:
+                on in reduced precision on a GPU or a CPU with native bf16, off in float32
+                (project/precision.py resolve_channels_last), decided by prepare_network.
             compile: ``torch.compile`` the network (its first steps compile; a C++ compiler is
                 needed on CPU). In place: checkpoint keys stay ``network.*``.
             class_weights: weight each class's share of the loss: auto (inverse frequency in
                 the training split, project/data/sampling.py) or one number per class.
             mixup_alpha: MixUp's Beta(alpha, alpha) per training batch, 0: off (project/augment.py).
             cutmix_alpha: CutMix's Beta(alpha, alpha) per training batch; 0 is off.
+            pruning: written by ``python -m project prune``, not by hand: {amount, source,
+                layers: {layer name: widths}}; the network is built with those layer widths
+                (project/models/pruned.py) and starts from the weights prune gives it, never
+                from pretrained ones. null: the network's own widths.
         """
         self.network = network if isinstance(network, nn.Module) else network(num_classes)
+        self.pruning = pruning
+        if pruning:  # the widths are recorded, not pickled: checkpoints load weights_only
+            shrink_to(self.network, pruning.get("layers") or {})
         self.num_classes = num_classes
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -121,7 +133,9 @@ class ClassifierRecipe:
         self.lr_scheduler_monitor = lr_scheduler_monitor
         self.warmup_fraction = warmup_fraction
         self.label_smoothing = label_smoothing
-        self.channels_last = channels_last
+        self.channels_last_option = channels_last
+        # What forward uses; "auto" is decided by prepare_network (it knows device and precision).
+        self.channels_last = channels_last is True
         self.compile = compile
         self.class_weights_option = class_weights
         self.class_weights: torch.Tensor | None = None  # set by use_class_counts()
@@ -130,8 +144,19 @@ class ClassifierRecipe:
 
     # ---- the step: both loops call these ---------------------------------------------------
 
-    def prepare_network(self) -> None:
+    def prepare_network(
+        self, device: torch.device | str = "cpu", precision: str | int | None = "32-true"
+    ) -> str | None:
+        """channels_last and compile, applied once by each loop before its first batch, for a
+        run on ``device`` at the resolved ``precision``. Returns a line to print when
+        channels_last was auto (what it chose)."""
+        option = self.channels_last_option
+        self.channels_last = resolve_channels_last(option, device, precision)
         prepare_network(self.network, self.channels_last, self.compile)
+        if option == "auto":
+            kind = torch.device(device).type
+            return f"channels_last: auto -> {self.channels_last} ({precision} on {kind})"
+        return None
 
     def forward(self, images: torch.Tensor, network: nn.Module | None = None) -> torch.Tensor:
         """The logits of ``network`` (default: this recipe's; the manual loop passes its DDP
@@ -287,6 +312,8 @@ class ResNetRecipe(ClassifierRecipe):
             )
 
     def load_pretrained_weights(self) -> None:
+        if self.pruning:  # the pretrained file no longer fits: prune gives the weights
+            return
         self.network.load_backbone(self.weights, self.download)
 
     def stage_at(self, epoch: int) -> Stage:

@@ -2,4 +2,5 @@
 
 cnn.py: SmallCNN from scratch. transfer.py: any torchvision classifier as a pretrained backbone
 with a new head (backbones.py finds each family's head). resnet.py: the ResNet18 default.
+pruned.py: the layer widths a pruned network records (python -m project prune), and the rebuild.
 """
