@@ -31,6 +31,8 @@ LIGHTNING_SIDE = {
     "project.export",  # rebuilds the LightningModule a checkpoint names
     "project.lr_find",
     "project.prune",  # fine-tunes through LightningCLI
+    "project.sweep.cli",  # each trial a fit through LightningCLI
+    "project.sweep.trial",
 }
 
 LIGHTNING_PACKAGES = ("lightning", "pytorch_lightning", "lightning_fabric")
