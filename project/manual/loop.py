@@ -48,6 +48,7 @@ from project.manual.optimization import (
     clip_gradients,
     configure_optimizers,
     grad_scaler,
+    sequential,
 )
 from project.manual.replay import MidEpoch
 from project.manual.run_log import RunLog
@@ -230,7 +231,10 @@ def fit(
     data.setup("fit")
     classifier.use_class_counts(data.class_counts())  # class_weights: auto (Lightning: setup)
     # Several processes: each gets its share of every epoch, shuffled with the same seed.
-    train_loader = distributed.shard(data.train_dataloader(), True, torch.initial_seed() % 2**31)
+    train_loader = data.train_dataloader()
+    if settings.overfit_batches > 0:  # Lightning: overfit_batches (the same batches)
+        train_loader = sequential(train_loader)
+    train_loader = distributed.shard(train_loader, True, torch.initial_seed() % 2**31)
     val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
     classifier.check_data("fit", data.hparams.augmentation)  # Lightning: setup("fit")
     network = classifier.network.to(settings.device)  # Lightning: moves the module for us

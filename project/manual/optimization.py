@@ -18,6 +18,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, SequentialSampler
 
 from project.manual.settings import LoopSettings
 from project.optim import Schedule
@@ -31,6 +32,22 @@ def batch_limit(batches: int, limit: int | float | None) -> int:
     if isinstance(limit, float):
         return int(batches * limit)
     return min(batches, limit)
+
+
+def sequential(loader: DataLoader) -> DataLoader:
+    """The same DataLoader without its shuffle (Lightning: overfit_batches turns the training
+    shuffle off, data_connector._resolve_overfit_batches), so each epoch sees the same batches."""
+    if isinstance(loader.sampler, SequentialSampler):
+        return loader
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=SequentialSampler(loader.dataset),
+        drop_last=loader.drop_last,
+        num_workers=loader.num_workers,
+        persistent_workers=loader.persistent_workers,
+        pin_memory=loader.pin_memory,
+    )
 
 
 def total_training_steps(batches_per_epoch: int, settings: LoopSettings) -> int:

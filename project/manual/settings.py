@@ -39,7 +39,6 @@ NOT_IMPLEMENTED = {
     "num_nodes": 1,
     "strategy": "auto",
     "fast_dev_run": False,
-    "overfit_batches": 0.0,
     "val_check_interval": None,
     "check_val_every_n_epoch": 1,
     "min_epochs": None,
@@ -97,6 +96,9 @@ class LoopSettings:
     # "TensorBoardLogger"; () for logger false. The manual loop writes TensorBoard files whatever
     # they are, and says so when they differ (run_log.RunLog).
     logger_classes: tuple[str, ...] = ("TensorBoardLogger",)
+    # Lightning's overfit_batches: > 0 limits training and validation to this many batches (or
+    # this share) and turns the training shuffle off, so every epoch sees the same batches.
+    overfit_batches: int | float = 0.0
 
 
 # The LightningModules the configs name (project/classifier.py), and the plain recipe each wraps:
@@ -282,6 +284,10 @@ def loop_settings(config: Namespace) -> LoopSettings:
     log_root, run_folder = log_location(trainer)  # the same folders as the Lightning loop
     best, latest = _checkpoint_settings(trainer)
     stopping = _callbacks(trainer, "EarlyStopping")
+    overfit = trainer.overfit_batches or 0.0
+    limit_train, limit_val = trainer.limit_train_batches, trainer.limit_val_batches
+    if overfit > 0:  # Lightning (trainer/setup.py): overfit_batches replaces both limits
+        limit_train = limit_val = overfit
     return LoopSettings(
         max_epochs=1000 if trainer.max_epochs in (None, -1) else trainer.max_epochs,
         max_steps=trainer.max_steps,
@@ -291,8 +297,8 @@ def loop_settings(config: Namespace) -> LoopSettings:
         gradient_clip_val=trainer.gradient_clip_val,
         gradient_clip_algorithm=trainer.gradient_clip_algorithm or "norm",
         accumulate_grad_batches=trainer.accumulate_grad_batches,
-        limit_train_batches=trainer.limit_train_batches,
-        limit_val_batches=trainer.limit_val_batches,
+        limit_train_batches=limit_train,
+        limit_val_batches=limit_val,
         log_every_n_steps=trainer.log_every_n_steps or 50,
         num_sanity_val_steps=2
         if trainer.num_sanity_val_steps is None
@@ -305,6 +311,7 @@ def loop_settings(config: Namespace) -> LoopSettings:
         validation_figures=bool(_callbacks(trainer, "ValidationFigures")),
         hyperparameters=bool(_callbacks(trainer, "HyperparametersWithMetrics")),
         logger_classes=logger_classes(trainer.get("logger")),
+        overfit_batches=overfit,
     )
 
 

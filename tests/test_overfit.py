@@ -1,0 +1,51 @@
+"""configs/presets/overfit.yaml, the first test of a new model, runs in both loops.
+
+Lightning's ``overfit_batches: 1`` trains on the first training batch only, unshuffled; the manual
+loop (project/manual/) implements the same semantics. Both must drive that batch's training
+accuracy to ~100%: a loop that cannot is broken.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from project.manual.cli import run as manual_run
+
+from .helpers import CNN_CONFIG, CONFIGS
+
+OVERFIT = str(CONFIGS / "presets" / "overfit.yaml")
+
+
+def overfit_args(digits_root, log_dir) -> list[str]:
+    return [
+        "--config",
+        CNN_CONFIG,
+        "--config",
+        OVERFIT,
+        f"--data.root={digits_root}",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+        "--trainer.precision=32-true",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+
+@pytest.mark.slow
+def test_overfit_preset_memorizes_one_batch_in_lightning(digits_root, tmp_path):
+    from project.cli import main  # Lightning: imported only by tests that train
+
+    with pytest.warns(UserWarning, match="turning off the train dataloader shuffling"):
+        cli = main(["fit", *overfit_args(digits_root, tmp_path)])
+    trainer = cli.trainer
+    assert trainer.num_training_batches == 1 and trainer.num_val_batches == [1]
+    assert trainer.global_step == trainer.current_epoch == 15  # one step an epoch, no stop
+    assert trainer.callback_metrics["train/acc"].item() >= 0.99
+
+
+@pytest.mark.slow
+def test_overfit_preset_memorizes_one_batch_in_the_manual_loop(digits_root, tmp_path):
+    result = manual_run(["fit", *overfit_args(digits_root, tmp_path)])
+    epochs = result.history.epochs
+    assert len(epochs) == 15 and len(result.history.step_losses) == 15  # one batch an epoch
+    assert epochs[-1]["train/acc"] >= 0.99, epochs[-1]
+    assert epochs[0]["train/acc"] < 0.5  # it learned the batch; it did not start there
