@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install train test test-fast test-under-load lint transfer challenge-data compare bench docs tensorboard clean
-.PHONY: lessons exercise mutation
+.PHONY: lessons exercise mutation notebooks
 
 install: $(STAMP)
 
@@ -56,6 +56,13 @@ test-under-load: install
 # the checker of one exercise on your attempt: make exercise N=1
 lessons: install
 	@for lesson in lessons/[0-9][0-9]_*.py; do echo "== $$lesson"; $(PY) $$lesson || exit 1; done
+
+# The lessons and exercises as Jupyter notebooks (lessons/*.ipynb, exercises/*.ipynb, gitignored):
+# the .py scripts stay the source, so edit those and run this again. The kernel "python3" is the
+# one whose Jupyter runs it: start Jupyter from the venv (WORKSHOP.md, "Notebooks").
+NOTEBOOK_SOURCES = $(wildcard lessons/[0-9][0-9]_*.py exercises/[0-9][0-9]_*.py)
+notebooks: install
+	$(PY) -m jupytext --quiet --set-kernel python3 --to ipynb $(NOTEBOOK_SOURCES)
 
 exercise: install
 	@test -n "$(N)" || { echo "usage: make exercise N=1   (the exercises: exercises/NN_*.py)"; exit 2; }

@@ -21,7 +21,7 @@ from .helpers import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
-SLOW = {"04_minimal_loop.py", "05_lightning.py"}  # train a CNN: seconds each
+SLOW = {"04_minimal_loop.py", "05_lightning.py", "06_debugging.py", "07_optimize.py"}  # seconds
 
 
 def run_lesson(path: Path) -> subprocess.CompletedProcess:

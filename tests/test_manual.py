@@ -396,21 +396,3 @@ def test_compare_runs_both_loops_and_finds_identical_weights(digits_root, tmp_pa
     assert result["summaries"]["manual"]["optimizer steps"] == 30
     assert (tmp_path / "compare" / "curves.png").stat().st_size > 10_000
 
-
-@pytest.mark.slow
-def test_the_overfit_preset_learns_one_batch_by_heart_the_same_in_both_loops(
-    digits_root, tmp_path
-):
-    """configs/presets/overfit.yaml (Lightning's overfit_batches, the manual loop's in_order):
-    the same unshuffled batch every epoch, learned to train accuracy 1.0, step for step equal."""
-    preset = str(CNN_CONFIG.replace("cnn.yaml", "presets/overfit.yaml"))
-    args = equality_args(
-        digits_root, tmp_path / "logs", "--config", preset, "--trainer.max_epochs=40"
-    )
-    cli, recorder = lightning_fit(args)
-    manual = manual_run(["fit", *args])
-    assert len(recorder.losses) == 40  # one batch per epoch
-    assert recorder.losses == manual.history.step_losses  # the same batch, in the same order
-    assert cli.trainer.callback_metrics["train/acc"].item() == 1.0
-    assert manual.history.epochs[-1]["train/acc"] == 1.0
-    assert manual.history.epochs[-1]["val/acc"] < 0.9  # 64 images by heart generalize poorly

@@ -48,7 +48,7 @@ from project.manual.optimization import (
     clip_gradients,
     configure_optimizers,
     grad_scaler,
-    in_order,
+    sequential,
 )
 from project.manual.replay import MidEpoch
 from project.manual.run_log import RunLog
@@ -231,14 +231,14 @@ def fit(
     data.setup("fit")
     classifier.use_class_counts(data.class_counts())  # class_weights: auto (Lightning: setup)
     # Several processes: each gets its share of every epoch, shuffled with the same seed.
-    train_loader = distributed.shard(data.train_dataloader(), True, torch.initial_seed() % 2**31)
-    if settings.overfit_batches:  # one batch learned by heart: the first test of a new model
-        train_loader = in_order(train_loader)  # Lightning: overfit_batches turns shuffling off
+    train_loader = data.train_dataloader()
+    if settings.overfit_batches > 0:  # Lightning: overfit_batches (the same batches)
+        train_loader = sequential(train_loader)
+    train_loader = distributed.shard(train_loader, True, torch.initial_seed() % 2**31)
     val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
     classifier.check_data("fit", data.hparams.augmentation)  # Lightning: setup("fit")
     network = classifier.network.to(settings.device)  # Lightning: moves the module for us
-    # channels_last (auto: by device and precision), compile (Lightning: configure_model)
-    prepared = classifier.prepare_network(settings.device, settings.precision)
+    classifier.prepare_network()  # channels_last, compile (Lightning: configure_model)
     if resume is None:  # pretrained weights, if the model has any (Lightning: setup("fit"))
         classifier.load_pretrained_weights()
     schedule = configure_optimizers(classifier, len(train_loader), settings)
@@ -253,7 +253,6 @@ def fit(
         state = RunState(network, optimizer, scheduler, interval, grad_scaler(settings),
                          [best, stopping], identity,
                          writes=log.main_process, schedule=schedule)  # fmt: skip
-        log.say(prepared)  # what channels_last: auto chose (Lightning: configure_model says it)
         resume_at = None
         if resume is not None:  # Lightning: trainer.fit(..., ckpt_path=...)
             checkpoint, path = read_resume_checkpoint(resume, settings)

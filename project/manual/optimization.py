@@ -18,7 +18,7 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 
 from project.manual.settings import LoopSettings
 from project.optim import Schedule
@@ -34,13 +34,15 @@ def batch_limit(batches: int, limit: int | float | None) -> int:
     return min(batches, limit)
 
 
-def in_order(loader: DataLoader) -> DataLoader:
-    """The same loader without shuffling: the same first batches every epoch (Lightning does
-    this when overfit_batches > 0: a SequentialSampler, with a warning that it did)."""
+def sequential(loader: DataLoader) -> DataLoader:
+    """The same DataLoader without its shuffle (Lightning: overfit_batches turns the training
+    shuffle off, data_connector._resolve_overfit_batches), so each epoch sees the same batches."""
+    if isinstance(loader.sampler, SequentialSampler):
+        return loader
     return DataLoader(
         loader.dataset,
         batch_size=loader.batch_size,
-        shuffle=False,
+        sampler=SequentialSampler(loader.dataset),
         drop_last=loader.drop_last,
         num_workers=loader.num_workers,
         persistent_workers=loader.persistent_workers,

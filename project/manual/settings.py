@@ -96,8 +96,8 @@ class LoopSettings:
     # "TensorBoardLogger"; () for logger false. The manual loop writes TensorBoard files whatever
     # they are, and says so when they differ (run_log.RunLog).
     logger_classes: tuple[str, ...] = ("TensorBoardLogger",)
-    # Lightning's overfit_batches: the same first batches every epoch (no shuffling), as many
-    # of them for validation; the limits above are set to it.
+    # Lightning's overfit_batches: > 0 limits training and validation to this many batches (or
+    # this share) and turns the training shuffle off, so every epoch sees the same batches.
     overfit_batches: int | float = 0.0
 
 
@@ -281,10 +281,13 @@ def loop_settings(config: Namespace) -> LoopSettings:
     if trainer.accelerator in ("gpu", "cuda") and device.type == "cpu":
         raise ConfigError(f"trainer.accelerator={trainer.accelerator}: no CUDA device found")
 
-    overfit = trainer.get("overfit_batches") or 0.0
     log_root, run_folder = log_location(trainer)  # the same folders as the Lightning loop
     best, latest = _checkpoint_settings(trainer)
     stopping = _callbacks(trainer, "EarlyStopping")
+    overfit = trainer.overfit_batches or 0.0
+    limit_train, limit_val = trainer.limit_train_batches, trainer.limit_val_batches
+    if overfit > 0:  # Lightning (trainer/setup.py): overfit_batches replaces both limits
+        limit_train = limit_val = overfit
     return LoopSettings(
         max_epochs=1000 if trainer.max_epochs in (None, -1) else trainer.max_epochs,
         max_steps=trainer.max_steps,
@@ -294,10 +297,8 @@ def loop_settings(config: Namespace) -> LoopSettings:
         gradient_clip_val=trainer.gradient_clip_val,
         gradient_clip_algorithm=trainer.gradient_clip_algorithm or "norm",
         accumulate_grad_batches=trainer.accumulate_grad_batches,
-        # Lightning: overfit_batches > 0 replaces both limits with it (trainer/setup.py).
-        limit_train_batches=overfit or trainer.limit_train_batches,
-        limit_val_batches=overfit or trainer.limit_val_batches,
-        overfit_batches=overfit,
+        limit_train_batches=limit_train,
+        limit_val_batches=limit_val,
         log_every_n_steps=trainer.log_every_n_steps or 50,
         num_sanity_val_steps=2
         if trainer.num_sanity_val_steps is None
@@ -310,6 +311,7 @@ def loop_settings(config: Namespace) -> LoopSettings:
         validation_figures=bool(_callbacks(trainer, "ValidationFigures")),
         hyperparameters=bool(_callbacks(trainer, "HyperparametersWithMetrics")),
         logger_classes=logger_classes(trainer.get("logger")),
+        overfit_batches=overfit,
     )
 
 
