@@ -4,6 +4,7 @@ python -m project fit --config configs/cnn.yaml
 python -m project check --config configs/cnn.yaml      # the data check (project/data/check.py)
 python -m project lr_find --config configs/cnn.yaml    # learning-rate range test (lr_find.py)
 python -m project weights resnet18                     # fetch or locate pretrained weights
+python -m project quantize --ckpt_path CKPT             # static int8 (project/quantize.py)
 """
 
 import importlib
@@ -14,8 +15,9 @@ from project.collector import paused_for_imports, skip_collection_at_exit
 # Commands with their own argument parser (not LightningCLI's subcommands).
 COMMANDS = {
     "check": "project.data.check",  # the data check
-    "export": "project.export",  # ONNX export
+    "export": "project.export",  # ONNX / torch.export / AOTInductor export, parity-checked
     "lr_find": "project.lr_find",  # the learning-rate range test
+    "quantize": "project.quantize",  # static int8 (ONNX Runtime, PT2E), measured against fp32
     "weights": "project.weights",  # download / locate pretrained weights
 }
 

@@ -28,8 +28,19 @@ def quantize_pt2e(network: nn.Module, calibration: torch.Tensor, settings: dict,
     with torch.no_grad():
         for start in range(0, len(calibration), 32):  # observers record activation ranges
             prepared(calibration[start : start + 32])
-    converted = convert_pt2e(prepared)
+    converted = drop_unused_weights(convert_pt2e(prepared))
     return save_program(export_program(converted, settings["image_size"]), settings, output)
+
+
+def drop_unused_weights(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """convert_pt2e reads int8 copies of the weights but leaves the fp32 parameters registered;
+    torch.export would save them too (the file then larger than fp32's). Remove the unread ones."""
+    read = {node.target for node in graph.graph.nodes if node.op == "get_attr"}
+    for name, _ in list(graph.named_parameters()) + list(graph.named_buffers()):
+        if name not in read:
+            owner, _, attribute = name.rpartition(".")
+            delattr(graph.get_submodule(owner) if owner else graph, attribute)
+    return graph
 
 
 def compiled(path: str | Path) -> tuple[nn.Module, dict]:
