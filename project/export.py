@@ -96,8 +96,10 @@ def network_from_checkpoint(path: str | Path, trust: bool = False) -> tuple[nn.M
         config = parser.parse_object({"model": model_arguments(hparams)})
         model = parser.instantiate_classes(config).model  # ResNet: no pretrained weights read
     except Exception as error:
-        raise CheckpointError(f"{path}: its model arguments do not build {class_name}: "
-                              f"{str(error).strip().splitlines()[0]}") from None  # fmt: skip
+        raise CheckpointError(
+            f"{path}: its model arguments do not build {class_name}: "
+            f"{str(error).strip().splitlines()[0]}"
+        ) from None
     fill_network(model.network, network_state(checkpoint, path), path)
     if "inference" not in checkpoint:
         raise CheckpointError(f"{path}: no class names / image size stored (an older checkpoint?)")
@@ -146,8 +148,10 @@ def check_provider(provider: str) -> str:
 
     available = onnxruntime.get_available_providers()
     if provider not in available:
-        raise InputError(f"--provider {provider}: not available in this onnxruntime "
-                         f"{onnxruntime.__version__} (available: {', '.join(available)})")  # fmt: skip
+        raise InputError(
+            f"--provider {provider}: not available in this onnxruntime "
+            f"{onnxruntime.__version__} (available: {', '.join(available)})"
+        )
     return provider
 
 
@@ -166,8 +170,10 @@ def verified(name: str, path: Path, written: Path, predict, test: tuple, referen
     result = compare(reference, logits_of(predict, test[0]), test[1])
     print(report(name, path, written.stat().st_size, result))
     if result["agreement"] < 1.0:
-        raise ExportMismatch(f"{name}: top-1 differs from the checkpoint on "
-                             f"{1 - result['agreement']:.2%} of the test images; not written")  # fmt: skip
+        raise ExportMismatch(
+            f"{name}: top-1 differs from the checkpoint on "
+            f"{1 - result['agreement']:.2%} of the test images; not written"
+        )
 
 
 class ExportMismatch(RuntimeError):
@@ -182,7 +188,14 @@ def export_checked(network, settings, options, test) -> list[Path]:
     if options.format == "onnx":
         with atomic_path(output) as temporary:
             write_onnx(network, settings, temporary)
-            verified("onnx", output, temporary, onnx_predict(temporary, options.provider), test, reference)
+            verified(
+                "onnx",
+                output,
+                temporary,
+                onnx_predict(temporary, options.provider),
+                test,
+                reference,
+            )
         return [output]
     program = export_program(network, settings["image_size"])
     with atomic_path(output) as temporary:
@@ -208,14 +221,24 @@ def main(args: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint of either loop")
-    parser.add_argument("--format", choices=("onnx", "pt2"), default="onnx",
-                        help="onnx (ONNX Runtime) or pt2 (torch.export program, plus an "
-                        "AOTInductor package NAME.aoti.pt2 where a C++ compiler is present)")  # fmt: skip
+    parser.add_argument(
+        "--format",
+        choices=("onnx", "pt2"),
+        default="onnx",
+        help="onnx (ONNX Runtime) or pt2 (torch.export program, plus an "
+        "AOTInductor package NAME.aoti.pt2 where a C++ compiler is present)",
+    )
     parser.add_argument("--output", default=None, help="the file to write (model.FORMAT)")
-    parser.add_argument("--provider", default="CPUExecutionProvider",
-                        help="ONNX Runtime execution provider of the check (onnx)")  # fmt: skip
-    parser.add_argument("--no_aoti", action="store_true",
-                        help="pt2: skip the AOTInductor package (its compile takes minutes)")  # fmt: skip
+    parser.add_argument(
+        "--provider",
+        default="CPUExecutionProvider",
+        help="ONNX Runtime execution provider of the check (onnx)",
+    )
+    parser.add_argument(
+        "--no_aoti",
+        action="store_true",
+        help="pt2: skip the AOTInductor package (its compile takes minutes)",
+    )
     parser.add_argument(
         "--trust_class_paths",
         action="store_true",

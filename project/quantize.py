@@ -83,16 +83,27 @@ def quantize(options) -> list[str]:
     reference = logits_of(torch_predict(network), test[0])
     rows = []
     if "onnxruntime" in files:
-        rows.append(run_onnxruntime(network, settings, calibration, test, reference,
-                                    files["onnxruntime"], options.provider))  # fmt: skip
+        rows.append(
+            run_onnxruntime(
+                network,
+                settings,
+                calibration,
+                test,
+                reference,
+                files["onnxruntime"],
+                options.provider,
+            )
+        )
     if "pt2e" in files:
         try:
             rows.append(run_pt2e(network, settings, calibration, test, reference, files["pt2e"]))
         except Exception as error:  # auto: ONNX Runtime's result stands; say why PT2E did not
             if options.backend == "pt2e":
                 raise
-            rows.append(f"pt2e         not available with torch {torch.__version__}: "
-                        f"{type(error).__name__}: {one_line(error).splitlines()[0]}")  # fmt: skip
+            rows.append(
+                f"pt2e         not available with torch {torch.__version__}: "
+                f"{type(error).__name__}: {one_line(error).splitlines()[0]}"
+            )
     return rows
 
 
@@ -103,16 +114,29 @@ def main(args: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint of either loop")
-    parser.add_argument("--calibration", type=int, default=256,
-                        help="training images that calibrate the activation ranges")  # fmt: skip
-    parser.add_argument("--output", default="model-int8.onnx",
-                        help="the int8 file (auto: this name with .onnx and with .pt2)")  # fmt: skip
+    parser.add_argument(
+        "--calibration",
+        type=int,
+        default=256,
+        help="training images that calibrate the activation ranges",
+    )
+    parser.add_argument(
+        "--output",
+        default="model-int8.onnx",
+        help="the int8 file (auto: this name with .onnx and with .pt2)",
+    )
     parser.add_argument("--backend", choices=("auto", "onnxruntime", "pt2e"), default="auto")
-    parser.add_argument("--provider", default="CPUExecutionProvider",
-                        help="ONNX Runtime execution provider that evaluates the int8 file")  # fmt: skip
-    parser.add_argument("--trust_class_paths", action="store_true",
-                        help="import classes outside project. and torch. that the checkpoint "
-                        "names: only for checkpoints you trust")  # fmt: skip
+    parser.add_argument(
+        "--provider",
+        default="CPUExecutionProvider",
+        help="ONNX Runtime execution provider that evaluates the int8 file",
+    )
+    parser.add_argument(
+        "--trust_class_paths",
+        action="store_true",
+        help="import classes outside project. and torch. that the checkpoint "
+        "names: only for checkpoints you trust",
+    )
     options = parser.parse_args(args)
     if options.calibration < 1:
         parser.error("--calibration: at least 1 image")
@@ -121,8 +145,10 @@ def main(args: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
-    print(f"static int8, calibrated on {options.calibration} training images; "
-          "fp32 = the checkpoint in PyTorch, evaluated on the test split:")  # fmt: skip
+    print(
+        f"static int8, calibrated on {options.calibration} training images; "
+        "fp32 = the checkpoint in PyTorch, evaluated on the test split:"
+    )
     for line in rows:
         print(line)
     return 0

@@ -31,9 +31,11 @@ def checkpoint_data(checkpoint: dict, path: str | Path) -> ImageData:
     stored = checkpoint.get("data_split")
     if stored is not None and data.split_record() != stored:
         # Another set of files than trained: the "test" images may include training images.
-        print(f"warning: the data at {data.root} is not the split {path} was trained on "
-              f"({data.split_record()['files']} files now, {stored['files']} then)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: the data at {data.root} is not the split {path} was trained on "
+            f"({data.split_record()['files']} files now, {stored['files']} then)",
+            file=sys.stderr,
+        )
     return data
 
 

@@ -23,8 +23,9 @@ class ImagesReader:
     """onnxruntime.quantization.CalibrationDataReader over a tensor of images."""
 
     def __init__(self, images: torch.Tensor, batch_size: int = 32):
-        self.batches = iter([images[i : i + batch_size].numpy() for i in range(0, len(images),
-                                                                            batch_size)])
+        self.batches = iter(
+            [images[i : i + batch_size].numpy() for i in range(0, len(images), batch_size)]
+        )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
