@@ -255,7 +255,7 @@ def main(args: list[str] | None = None) -> int:
         test = split_tensors(data, "test")
         paths = export_checked(network, settings, options, test)
     except (InputError, ExportMismatch) as error:  # one line; 2: the input, 1: a failed check
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {' '.join(one_line(error).split())}", file=sys.stderr)  # one line
         return 2 if isinstance(error, InputError) else 1
     classes = len(settings["class_names"])
     for path in paths:

@@ -143,7 +143,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         rows = quantize(options)
     except InputError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {' '.join(one_line(error).split())}", file=sys.stderr)  # one line
         return 2
     print(
         f"static int8, calibrated on {options.calibration} training images; "
