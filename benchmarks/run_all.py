@@ -32,6 +32,7 @@ BENCHMARKS = [
     "overhead_profile",
     "time_to_99_events",
     "feature_cache",
+    "inference",
 ]
 
 

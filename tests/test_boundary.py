@@ -30,6 +30,7 @@ LIGHTNING_SIDE = {
     "project.ddp_unfreeze",
     "project.export",  # rebuilds the LightningModule a checkpoint names
     "project.lr_find",
+    "project.quantize",  # rebuilds the checkpoint's network through project.export
 }
 
 LIGHTNING_PACKAGES = ("lightning", "pytorch_lightning", "lightning_fabric")
