@@ -188,7 +188,7 @@ def digits_checkpoint(path: str | None) -> Path:
 
 def digits_cnn(path: Path, calibration: int) -> Model:
     from project.checkpoints import load_checkpoint
-    from project.deploy.data import checkpoint_data, split_tensors
+    from project.deploy.checkpoint_data import checkpoint_data, split_tensors
     from project.export import network_from_checkpoint
 
     network, settings = network_from_checkpoint(path)

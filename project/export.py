@@ -38,7 +38,7 @@ from project.checkpoints import (
     network_state,
 )
 from project.classifier import ClassifierModule
-from project.deploy.data import checkpoint_data, split_tensors
+from project.deploy.checkpoint_data import checkpoint_data, split_tensors
 from project.deploy.files import atomic_path, check_writable
 from project.deploy.parity import compare, logits_of, onnx_predict, torch_predict
 from project.deploy.pt2 import (

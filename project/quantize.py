@@ -6,7 +6,8 @@
     python -m project quantize --ckpt_path CKPT --backend pt2e --output model-int8.pt2
 
 Calibrates on ``--calibration`` images of the checkpoint's own training split, with its own
-evaluation preprocessing (the data pipeline rebuilt from the checkpoint: project/deploy/data.py).
+evaluation preprocessing (the data pipeline rebuilt from the checkpoint:
+project/deploy/checkpoint_data.py).
 Backends: ``onnxruntime`` (QDQ, per-channel weights: project/deploy/onnx_int8.py) writes an
 ``.onnx`` file; ``pt2e`` (torch.export + torchao's X86InductorQuantizer, run under torch.compile:
 project/deploy/pt2e_int8.py) writes a ``.pt2`` program; ``auto`` writes both (the output name with
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from project.checkpoints import load_checkpoint
-from project.deploy.data import checkpoint_data, split_tensors
+from project.deploy.checkpoint_data import checkpoint_data, split_tensors
 from project.deploy.files import check_writable
 from project.deploy.onnx_int8 import quantize_onnx
 from project.deploy.parity import compare, logits_of, onnx_predict, torch_predict
