@@ -43,6 +43,7 @@ BENCHMARKS = [
     "feature_cache",
     "sweep",
     "pruning",
+    "inference",
 ]
 
 

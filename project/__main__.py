@@ -6,6 +6,7 @@ python -m project lr_find --config configs/cnn.yaml    # learning-rate range tes
 python -m project weights resnet18                     # fetch or locate pretrained weights
 python -m project sweep --config configs/cnn.yaml --sweep configs/sweeps/cnn.yaml --trials 20
 python -m project prune --ckpt_path CKPT --amount 0.3  # fewer channels, fine-tuned (prune.py)
+python -m project quantize --ckpt_path CKPT             # static int8 (project/quantize.py)
 """
 
 import importlib
@@ -16,10 +17,11 @@ from project.collector import paused_for_imports, skip_collection_at_exit
 # Commands with their own argument parser (not LightningCLI's subcommands).
 COMMANDS = {
     "check": "project.data.check",  # the data check
-    "export": "project.export",  # ONNX export
+    "export": "project.export",  # ONNX / torch.export / AOTInductor export, parity-checked
     "lr_find": "project.lr_find",  # the learning-rate range test
     "sweep": "project.sweep.cli",  # hyperparameter search with Optuna (project/sweep/)
     "prune": "project.prune",  # structural channel pruning, then fine-tuning
+    "quantize": "project.quantize",  # static int8 (ONNX Runtime, PT2E), measured against fp32
     "weights": "project.weights",  # download / locate pretrained weights
 }
 

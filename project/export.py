@@ -1,7 +1,12 @@
-"""``python -m project export``: a checkpoint (either loop) as an ONNX file, ready for onnxruntime.
+"""``python -m project export``: a checkpoint (either loop) as an ONNX file, ready for onnxruntime,
+or as a torch.export program and AOTInductor package; each checked against the checkpoint on its
+test split (top-1 agreement must be 100%; the max |logit difference| is printed).
 
     python -m project export --ckpt_path lightning_logs/cnn/version_0/checkpoints/last.ckpt \
         --output model.onnx
+    python -m project export --ckpt_path CKPT --format pt2 --output model.pt2
+        # model.pt2 (torch.export.load) and model.aoti.pt2 (torch._inductor.aoti_load_package);
+        # metadata: project/deploy/pt2.py
 
 The file takes ``images`` (N x 3 x S x S float32, any N, normalized as in training) and returns
 ``logits`` (N x classes). Its metadata holds what a deployment needs besides the weights:
@@ -19,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -34,6 +38,19 @@ from project.checkpoints import (
     network_state,
 )
 from project.classifier import ClassifierModule
+from project.deploy.checkpoint_data import checkpoint_data, split_tensors
+from project.deploy.files import atomic_path, check_writable
+from project.deploy.parity import compare, logits_of, onnx_predict, torch_predict
+from project.deploy.pt2 import (
+    aoti_path,
+    compiler_missing,
+    export_program,
+    load_aoti,
+    load_program,
+    save_aoti,
+    save_program,
+)
+from project.errors import InputError, one_line
 
 TRUSTED_PREFIXES = ("project.", "torch.")
 
@@ -79,49 +96,149 @@ def network_from_checkpoint(path: str | Path, trust: bool = False) -> tuple[nn.M
         config = parser.parse_object({"model": model_arguments(hparams)})
         model = parser.instantiate_classes(config).model  # ResNet: no pretrained weights read
     except Exception as error:
-        raise CheckpointError(f"{path}: its model arguments do not build {class_name}: "
-                              f"{str(error).strip().splitlines()[0]}") from None  # fmt: skip
+        raise CheckpointError(
+            f"{path}: its model arguments do not build {class_name}: "
+            f"{str(error).strip().splitlines()[0]}"
+        ) from None
     fill_network(model.network, network_state(checkpoint, path), path)
     if "inference" not in checkpoint:
         raise CheckpointError(f"{path}: no class names / image size stored (an older checkpoint?)")
     return model.network.eval(), checkpoint["inference"]
 
 
-def export_onnx(network: nn.Module, settings: dict, output: str | Path) -> Path:
-    """Write ``network`` as ONNX with a dynamic batch dimension and ``settings`` as metadata."""
+def write_onnx(network: nn.Module, settings: dict, path: str | Path) -> Path:
+    """Write ``network`` as ONNX to ``path`` (not atomic: see export_onnx) with a dynamic batch
+    dimension and ``settings`` as metadata."""
     import onnx  # imported here: only export needs it
 
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     size = settings["image_size"]
     example = torch.zeros(2, 3, size, size)
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        torch.onnx.export(
-            network,
-            (example,),
-            temporary,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamo=True,  # torch.export-based exporter; the batch size stays symbolic:
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
-        model = onnx.load(temporary)
-        for key, value in settings.items():
-            entry = model.metadata_props.add()  # strings only: lists as JSON
-            entry.key = key
-            entry.value = json.dumps(value) if isinstance(value, list) else str(value)
-        onnx.save(model, temporary)
-        os.replace(temporary, output)  # never a half-written model.onnx
-    finally:
-        temporary.unlink(missing_ok=True)
+    torch.onnx.export(
+        network,
+        (example,),
+        path,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamo=True,  # torch.export-based exporter; the batch size stays symbolic:
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
+    model = onnx.load(path)
+    for key, value in settings.items():
+        entry = model.metadata_props.add()  # strings only: lists as JSON
+        entry.key = key
+        entry.value = json.dumps(value) if isinstance(value, list) else str(value)
+    onnx.save(model, path)  # one self-contained file: the weights are loaded into ``model``
+    # torch.onnx.export may have put the weights beside it (PATH.data): not needed any more.
+    Path(f"{path}.data").unlink(missing_ok=True)
+    return Path(path)
+
+
+def export_onnx(network: nn.Module, settings: dict, output: str | Path) -> Path:
+    """``write_onnx`` to ``output`` atomically: never a half-written model.onnx."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as temporary:
+        write_onnx(network, settings, temporary)
     return output
 
 
+def check_provider(provider: str) -> str:
+    """``provider`` if this ONNX Runtime build has it, else one line listing the ones it has."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if provider not in available:
+        raise InputError(
+            f"--provider {provider}: not available in this onnxruntime "
+            f"{onnxruntime.__version__} (available: {', '.join(available)})"
+        )
+    return provider
+
+
+def report(name: str, path: Path, size: int, result: dict) -> str:
+    return (
+        f"{name} {path} ({size / 1e6:.2f} MB): on {result['images']} test images "
+        f"top-1 agreement {result['agreement']:.2%} with the checkpoint, "
+        f"max |logit difference| {result['max_abs_diff']:.2e}, accuracy {result['acc']:.4f} "
+        f"(checkpoint {result['reference_acc']:.4f})"
+    )
+
+
+def verified(name: str, path: Path, written: Path, predict, test: tuple, reference) -> None:
+    """Print the parity of ``written`` (to become ``path``) with the checkpoint; an error unless
+    every top-1 agrees."""
+    result = compare(reference, logits_of(predict, test[0]), test[1])
+    print(report(name, path, written.stat().st_size, result))
+    if result["agreement"] < 1.0:
+        raise ExportMismatch(
+            f"{name}: top-1 differs from the checkpoint on "
+            f"{1 - result['agreement']:.2%} of the test images; not written"
+        )
+
+
+class ExportMismatch(RuntimeError):
+    """An exported file predicts other classes than its checkpoint (a bug, exit status 1)."""
+
+
+def export_checked(network, settings, options, test) -> list[Path]:
+    """Write the chosen format(s) beside each other, each checked before it is renamed into
+    place (a file that fails the check is never left behind)."""
+    reference = logits_of(torch_predict(network), test[0])
+    output = Path(options.output or f"model.{options.format}")
+    if options.format == "onnx":
+        with atomic_path(output) as temporary:
+            write_onnx(network, settings, temporary)
+            verified(
+                "onnx",
+                output,
+                temporary,
+                onnx_predict(temporary, options.provider),
+                test,
+                reference,
+            )
+        return [output]
+    program = export_program(network, settings["image_size"])
+    with atomic_path(output) as temporary:
+        save_program(program, settings, temporary)
+        loaded, _ = load_program(temporary)
+        verified("pt2", output, temporary, torch_predict(loaded), test, reference)
+    written = [output]
+    missing = "--no_aoti given" if options.no_aoti else compiler_missing()
+    if missing:
+        print(f"AOTInductor package skipped: {missing}")
+        return written
+    package = aoti_path(output)
+    with atomic_path(package) as temporary:
+        save_aoti(program, settings, temporary)
+        verified("aoti", package, temporary, torch_predict(load_aoti(temporary)), test, reference)
+    return [*written, package]
+
+
 def main(args: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m project export", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m project export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint of either loop")
-    parser.add_argument("--output", default="model.onnx", help="the ONNX file to write")
+    parser.add_argument(
+        "--format",
+        choices=("onnx", "pt2"),
+        default="onnx",
+        help="onnx (ONNX Runtime) or pt2 (torch.export program, plus an "
+        "AOTInductor package NAME.aoti.pt2 where a C++ compiler is present)",
+    )
+    parser.add_argument("--output", default=None, help="the file to write (model.FORMAT)")
+    parser.add_argument(
+        "--provider",
+        default="CPUExecutionProvider",
+        help="ONNX Runtime execution provider of the check (onnx)",
+    )
+    parser.add_argument(
+        "--no_aoti",
+        action="store_true",
+        help="pt2: skip the AOTInductor package (its compile takes minutes)",
+    )
     parser.add_argument(
         "--trust_class_paths",
         action="store_true",
@@ -130,11 +247,17 @@ def main(args: list[str] | None = None) -> int:
     )
     options = parser.parse_args(args)
     try:
+        check_writable(options.output or f"model.{options.format}")
+        if options.format == "onnx":
+            check_provider(options.provider)
         network, settings = network_from_checkpoint(options.ckpt_path, options.trust_class_paths)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    path = export_onnx(network, settings, options.output)
+        data = checkpoint_data(load_checkpoint(options.ckpt_path), options.ckpt_path)
+        test = split_tensors(data, "test")
+        paths = export_checked(network, settings, options, test)
+    except (InputError, ExportMismatch) as error:  # one line; 2: the input, 1: a failed check
+        print(f"error: {' '.join(one_line(error).split())}", file=sys.stderr)  # one line
+        return 2 if isinstance(error, InputError) else 1
     classes = len(settings["class_names"])
-    print(f"wrote {path}: images N x 3 x {settings['image_size']}^2 -> logits N x {classes}")
+    for path in paths:
+        print(f"wrote {path}: images N x 3 x {settings['image_size']}^2 -> logits N x {classes}")
     return 0

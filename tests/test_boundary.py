@@ -33,6 +33,7 @@ LIGHTNING_SIDE = {
     "project.prune",  # fine-tunes through LightningCLI
     "project.sweep.cli",  # each trial a fit through LightningCLI
     "project.sweep.trial",
+    "project.quantize",  # rebuilds the checkpoint's network through project.export
 }
 
 LIGHTNING_PACKAGES = ("lightning", "pytorch_lightning", "lightning_fabric")
