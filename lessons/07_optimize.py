@@ -256,7 +256,14 @@ assert speed["pruned"] < 0.8 * speed["dense"]  # a quarter of the work: faster o
 # %% [markdown]
 # ## Where the project does this at full size
 # - `python -m project export --ckpt_path <checkpoint> --output model.onnx`: a trained checkpoint
-#   of either loop as ONNX (project/export.py), the file section 3 quantizes.
+#   of either loop as ONNX (project/export.py), the file section 3 quantizes; `--format pt2` writes
+#   a `torch.export` program (and an AOTInductor package), each checked on the test split.
+# - `python -m project quantize --ckpt_path <checkpoint>`: section 3 at full size, calibrated on
+#   the checkpoint's own training images, fp32 and int8 accuracy and file sizes side by side
+#   (project/quantize.py; measured in docs/deploy.md).
+# - `python -m project prune --ckpt_path <checkpoint> --amount 0.3`: section 5's structural
+#   pruning with Torch-Pruning over a whole network, then fine-tuned through `fit`
+#   (project/prune.py).
 # - `torch.compile`: `model.init_args.compile: true` in a config (project/core/recipe.py).
 # - bf16: `--trainer.precision bf16-mixed` trains and validates with autocast.
 
