@@ -4,6 +4,7 @@ python -m project fit --config configs/cnn.yaml
 python -m project check --config configs/cnn.yaml      # the data check (project/data/check.py)
 python -m project lr_find --config configs/cnn.yaml    # learning-rate range test (lr_find.py)
 python -m project weights resnet18                     # fetch or locate pretrained weights
+python -m project serve --ckpt_path CKPT               # HTTP server + page (project/serve/)
 """
 
 import importlib
@@ -16,6 +17,7 @@ COMMANDS = {
     "check": "project.data.check",  # the data check
     "export": "project.export",  # ONNX export
     "lr_find": "project.lr_find",  # the learning-rate range test
+    "serve": "project.serve.cli",  # HTTP server and page (LitServe)
     "weights": "project.weights",  # download / locate pretrained weights
 }
 
