@@ -333,3 +333,26 @@ def group_members(group: int) -> list[str]:
         if int(fields[2]) == group and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
             members.append(f"{entry.name} {command}")
     return members
+
+
+@pytest.mark.slow
+def test_onnx_file_answers_as_the_checkpoint(fitted, digits_root, tmp_path):
+    """--onnx reads class names and preprocessing from the file's metadata: the same answer."""
+    from project.export import export_onnx, network_from_checkpoint
+    from project.serve.api import ClassifierAPI
+
+    network, settings = network_from_checkpoint(fitted["best"])
+    onnx_file = export_onnx(network, settings, tmp_path / "model.onnx")
+    apis = [ClassifierAPI(ckpt_path=str(fitted["best"])), ClassifierAPI(onnx_path=str(onnx_file))]
+    images = [path.read_bytes() for _, path in digit_files(digits_root, per_class=1)]
+    answers = []
+    for api in apis:
+        api.setup("cpu")
+        batch = api.batch([api.decode_request({"image": base64.b64encode(d).decode()})
+                           for d in images])  # fmt: skip
+        answers.append([api.encode_response(p) for p in api.unbatch(api.predict(batch))])
+    for from_checkpoint, from_onnx in zip(*answers, strict=True):
+        assert [i["class"] for i in from_checkpoint["top_k"]] == [
+            i["class"] for i in from_onnx["top_k"]]  # fmt: skip
+        for a, b in zip(from_checkpoint["top_k"], from_onnx["top_k"], strict=True):
+            assert abs(a["probability"] - b["probability"]) < 1e-4
