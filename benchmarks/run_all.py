@@ -41,6 +41,7 @@ BENCHMARKS = [
     "overhead_profile",
     "time_to_99_events",
     "feature_cache",
+    "serving",
 ]
 
 
