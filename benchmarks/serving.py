@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import io
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
