@@ -139,7 +139,7 @@ def test_guard_answers_503_over_max_pending_then_serves_again():
             held = [asyncio.create_task(post()) for _ in range(2)]
             while client._transport.app.pending < 2:  # both inside the guard, waiting
                 await asyncio.sleep(0.01)
-            refused = await post()
+            refused = await asyncio.wait_for(post(), BOUND_SECONDS)  # a hang is a failure
             release.set()
             return refused, await asyncio.gather(*held), await post()
 
