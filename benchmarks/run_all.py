@@ -44,6 +44,7 @@ BENCHMARKS = [
     "sweep",
     "pruning",
     "inference",
+    "serving",
 ]
 
 

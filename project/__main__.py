@@ -7,6 +7,7 @@ python -m project weights resnet18                     # fetch or locate pretrai
 python -m project sweep --config configs/cnn.yaml --sweep configs/sweeps/cnn.yaml --trials 20
 python -m project prune --ckpt_path CKPT --amount 0.3  # fewer channels, fine-tuned (prune.py)
 python -m project quantize --ckpt_path CKPT             # static int8 (project/quantize.py)
+python -m project serve --ckpt_path CKPT               # HTTP server + page (project/serve/)
 """
 
 import importlib
@@ -22,6 +23,7 @@ COMMANDS = {
     "sweep": "project.sweep.cli",  # hyperparameter search with Optuna (project/sweep/)
     "prune": "project.prune",  # structural channel pruning, then fine-tuning
     "quantize": "project.quantize",  # static int8 (ONNX Runtime, PT2E), measured against fp32
+    "serve": "project.serve.cli",  # HTTP server and page (LitServe)
     "weights": "project.weights",  # download / locate pretrained weights
 }
 

@@ -80,9 +80,32 @@ def load_image(path: str | Path) -> torch.Tensor:
     try:
         with open(path, "rb") as file:  # read once: PIL parses the header, torchvision decodes
             data = bytearray(file.read())
+    except FileNotFoundError as error:
+        raise ImageLoadError(f"{path}: file not found") from error
+    return decode_image_bytes(data, str(path))
+
+
+def decode_image_bytes(
+    data: bytes | bytearray, name: str, max_pixels: int | None = None
+) -> torch.Tensor:
+    """``load_image`` for bytes already in memory (an upload to ``python -m project serve``).
+
+    ``name`` starts every error message. ``max_pixels``: refuse an image with more pixels than
+    this, read from its header before any decoding (a limit of our own, below PIL's).
+    """
+    data = bytearray(data)  # torch.frombuffer needs a writable buffer
+    if not data:
+        raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:  # the header only, and the bomb check
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageLoadError(
+                        f"{name}: refused as a possible decompression bomb ({width} x {height} "
+                        f"pixels, more than the limit of {max_pixels})"
+                    )
                 plain = decode_plain(data, image)  # plain RGB/grey PNG or JPEG: in C (decode.py)
                 if plain is not None:
                     return plain
@@ -90,16 +113,12 @@ def load_image(path: str | Path) -> torch.Tensor:
                 image.load()  # decode now, inside the try, so truncated files fail here
                 image = ImageOps.exif_transpose(image)
                 rgb = to_rgb(image)
-    except FileNotFoundError as error:
-        raise ImageLoadError(f"{path}: file not found") from error
     except UnidentifiedImageError as error:
-        if path.stat().st_size == 0:
-            raise ImageLoadError(f"{path}: empty file (0 bytes)") from error
-        raise ImageLoadError(f"{path}: not an image file PIL can read") from error
+        raise ImageLoadError(f"{name}: not an image file PIL can read") from error
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        message = f"{path}: refused as a possible decompression bomb ({error})"
+        message = f"{name}: refused as a possible decompression bomb ({error})"
         raise ImageLoadError(message) from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{path}: corrupt or truncated image ({error})") from error
+        raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from error
     # HWC uint8 -> CHW uint8; torchvision.transforms.v2 works on this layout directly.
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()

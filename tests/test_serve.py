@@ -1,0 +1,358 @@
+"""``python -m project serve`` (project/serve/): the server as a real process on a free port, real
+HTTP with httpx, real digit PNGs and the shared 2-epoch checkpoint; the request checks in process.
+
+    .venv/bin/python -m pytest tests/test_serve.py -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from project.serve.cli import main as serve_main
+from project.serve.guard import ImageGuard
+from project.serve.limits import Limits, UploadError, check_content_type, check_image
+
+from .helpers import BOUND_SECONDS, REPO, kill_group, png_header_claiming, tail, wait_for
+
+MB = 1024 * 1024
+
+
+def png_bytes(size=(8, 8), colour=0) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- in process
+
+
+def test_check_image_refuses_each_bad_upload_with_its_reason():
+    limits = Limits(max_bytes=MB, max_pixels=100 * 100)
+    assert check_image(png_bytes((10, 10), 255), limits).shape == (3, 10, 10)
+    cases = {
+        b"": (400, "empty file"),
+        b"not an image at all": (400, "not an image file"),
+        png_bytes((50, 50), 7)[:60]: (400, "truncated"),
+        png_header_claiming(101, 100): (413, "101 x 100 pixels"),  # our own limit, from the header
+        b"x" * (MB + 1): (413, "above the limit"),
+    }
+    for data, (status, words) in cases.items():
+        with pytest.raises(UploadError) as refused:
+            check_image(data, limits)
+        assert refused.value.status == status and words in str(refused.value), refused.value
+        assert "\n" not in str(refused.value)
+
+
+def test_pil_bomb_limit_applies_without_ours():
+    # 20000 x 20000 = 400 M pixels: above twice PIL's MAX_IMAGE_PIXELS, refused from the header.
+    with pytest.raises(UploadError) as refused:
+        check_image(png_header_claiming(20000, 20000), Limits(max_bytes=MB, max_pixels=10**12))
+    assert refused.value.status == 413 and "decompression bomb" in str(refused.value)
+
+
+def test_content_types():
+    for accepted in ("image/png", "IMAGE/JPEG; q=1", "application/octet-stream",
+                     "application/json", "multipart/form-data; boundary=x"):  # fmt: skip
+        check_content_type(accepted)
+    for refused in ("text/plain", "", "application/x-www-form-urlencoded"):
+        with pytest.raises(UploadError) as error:
+            check_content_type(refused)
+        assert error.value.status == 415
+
+
+def guarded_client(app, max_pending=64) -> httpx.AsyncClient:
+    guard = ImageGuard(app, Limits(max_bytes=64 * 1024, max_pixels=256 * 256), max_pending)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t")
+
+
+async def echo_app(scope, receive, send):
+    """Stands in for LitServe: answers with what the guard passed on."""
+    message = await receive()
+    payload = json.loads(message["body"])
+    body = json.dumps({"bytes": len(base64.b64decode(payload["image"]))}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_guard_passes_each_form_of_upload_and_refuses_bad_ones():
+    image = png_bytes((20, 20), 128)
+
+    async def run():
+        async with guarded_client(echo_app) as client:
+            good = [
+                await client.post("/predict", files={"file": ("a.png", image, "image/png")}),
+                await client.post("/predict", content=image, headers={"content-type": "image/png"}),
+                await client.post("/predict", json={"image": base64.b64encode(image).decode()}),
+            ]
+            bad = {
+                415: await client.post(
+                    "/predict", content=image, headers={"content-type": "text/plain"}
+                ),  # fmt: skip
+                413: await client.post(
+                    "/predict", content=b"x" * 70000, headers={"content-type": "image/png"}
+                ),  # fmt: skip
+                400: await client.post("/predict", json={"image": "%%%"}),
+            }
+            nofile = await client.post("/predict", data={"name": "x"}, files={"a": ("", b"")})
+            page = await client.get("/")
+            return good, bad, nofile, page
+
+    good, bad, nofile, page = asyncio.run(run())
+    assert [r.json() for r in good] == [{"bytes": len(image)}] * 3
+    for status, response in bad.items():
+        assert response.status_code == status and set(response.json()) == {"error"}, response.text
+    assert nofile.status_code == 400
+    assert page.status_code == 200 and "<canvas" in page.text
+
+
+def test_guard_answers_503_over_max_pending_then_serves_again():
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+        await echo_app(scope, receive, send)
+
+    async def run():
+        async with guarded_client(slow_app, max_pending=2) as client:
+            post = lambda: client.post("/predict", content=png_bytes(),  # noqa: E731
+                                       headers={"content-type": "image/png"})  # fmt: skip
+            held = [asyncio.create_task(post()) for _ in range(2)]
+            while client._transport.app.pending < 2:  # both inside the guard, waiting
+                await asyncio.sleep(0.01)
+            refused = await asyncio.wait_for(post(), BOUND_SECONDS)  # a hang is a failure
+            release.set()
+            return refused, await asyncio.gather(*held), await post()
+
+    refused, held, after = asyncio.run(run())
+    assert refused.status_code == 503 and "--max_pending" in refused.json()["error"]
+    assert [r.status_code for r in held] == [200, 200] and after.status_code == 200
+
+
+def test_bad_checkpoint_is_one_line_and_status_2(tmp_path, capsys):
+    bad = tmp_path / "model.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    assert serve_main(["--ckpt_path", str(bad)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: ") and str(bad) in line and "\n" not in line
+    assert serve_main(["--ckpt_path", str(tmp_path / "missing.ckpt")]) == 2
+
+
+# ---------------------------------------------------------------------------- a real server
+
+
+@pytest.fixture(scope="module")
+def server(fitted, tmp_path_factory):
+    """``python -m project serve`` on the shared checkpoint, in a session of its own (so that its
+    process group holds every process it starts); stopped by test_sigterm_..., else killed here."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    command = [sys.executable, "-m", "project", "serve", "--ckpt_path", str(fitted["best"]),
+               "--port", str(port), "--max_batch_size", "8", "--max_upload_mb", "1"]  # fmt: skip
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, process, log, poll=0.2)
+        yield {"url": url, "process": process, "log": log}
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+
+
+def digit_files(root: Path, per_class: int) -> list[tuple[str, Path]]:
+    return [(folder.name, path) for folder in sorted(p for p in root.iterdir() if p.is_dir())
+            for path in sorted(folder.glob("*.png"))[:per_class]]  # fmt: skip
+
+
+BAD_REQUESTS = {  # name: (status, request keyword arguments, words the error names)
+    "not an image": (400, {"content": b"hello", "headers": {"content-type": "image/png"}},
+                     "not an image"),
+    "empty body": (400, {"content": b"", "headers": {"content-type": "image/png"}}, "empty"),
+    "wrong content type": (415, {"content": b"x", "headers": {"content-type": "text/plain"}},
+                           "content type"),
+    "too large": (413, {"content": b"x" * (MB + 1), "headers": {"content-type": "image/png"}},
+                  "above the limit"),
+    "bomb": (413, {"content": png_header_claiming(5000, 5000),
+                   "headers": {"content-type": "image/png"}}, "decompression bomb"),
+    "bad base64": (400, {"json": {"image": "***"}}, "base64"),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_server_answers_concurrent_good_and_bad_requests(server, digits_root):
+    files = digit_files(digits_root, per_class=3)
+    whole = files[0][1].read_bytes()
+    truncated = whole[: len(whole) * 2 // 3]  # the header reads, the pixels stop short
+    forms = [  # each good image in one of the three forms, in turn
+        lambda data: {"files": {"image": ("d.png", data, "image/png")}},
+        lambda data: {"content": data, "headers": {"content-type": "image/png"}},
+        lambda data: {"json": {"image": base64.b64encode(data).decode()}},
+    ]
+    bad = {**BAD_REQUESTS, "truncated": (400, {"content": truncated,
+                                               "headers": {"content-type": "image/png"}},
+                                         "truncated")}  # fmt: skip
+
+    async def run():
+        async with httpx.AsyncClient(base_url=server["url"], timeout=BOUND_SECONDS) as client:
+            good = [client.post("/predict", **forms[i % 3](path.read_bytes()))
+                    for i, (_, path) in enumerate(files)]  # fmt: skip
+            wrong = [client.post("/predict", **kwargs) for _, kwargs, _ in bad.values()]
+            answers = await asyncio.gather(*good, *wrong)
+            after = await client.post("/predict", content=files[-1][1].read_bytes(),
+                                      headers={"content-type": "image/png"})  # fmt: skip
+            return answers[: len(good)], answers[len(good) :], after
+
+    good, wrong, after = asyncio.run(run())
+    right = 0
+    for (label, path), response in zip(files, good, strict=True):
+        assert response.status_code == 200, (path, response.text)
+        top = response.json()["top_k"]
+        assert len(top) == 5 and 0 < sum(item["probability"] for item in top) <= 1 + 1e-5
+        assert top == sorted(top, key=lambda item: -item["probability"])
+        right += top[0]["class"] == label
+    assert right >= 0.8 * len(files), f"{right} of {len(files)} digits right"
+    for (name, (status, _, words)), response in zip(bad.items(), wrong, strict=True):
+        assert response.status_code == status, (name, response.text)
+        assert words in response.json()["error"], (name, response.text)
+        assert "\n" not in response.text
+    assert after.status_code == 200
+    assert "hello" not in server["log"].read_text()  # uploaded bytes never reach the log
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(server, digits_root, tmp_path):
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        pytest.skip("no /usr/bin/chromium + /usr/bin/chromedriver (apt-get install chromium "
+                    "chromium-driver; .ci/run does)")  # fmt: skip
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1000,900"):  # fmt: skip
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        browser.get(server["url"] + "/")
+        results = browser.find_element(By.ID, "results")
+
+        def answered(previous):
+            def done(_):
+                return results.get_attribute("data-state") == "done" and (
+                    results.get_attribute("data-top") != previous
+                    or browser.find_element(By.ID, "error").text
+                )
+
+            return done  # fmt: skip
+
+        label, path = digit_files(digits_root, per_class=1)[7]
+        browser.find_element(By.ID, "file").send_keys(str(path))
+        WebDriverWait(browser, BOUND_SECONDS).until(answered(None))
+        assert browser.find_element(By.ID, "error").text == ""
+        assert results.get_attribute("data-top") == label
+        rows = results.find_elements(By.CLASS_NAME, "row")
+        assert len(rows) == 3 and rows[0].find_element(By.CLASS_NAME, "label").text == label
+        browser.save_screenshot(str(tmp_path / "upload.png"))
+
+        # A vertical stroke down the middle of the canvas: a "1".
+        browser.execute_script("document.getElementById('results').dataset.top = 'none'")
+        canvas = browser.find_element(By.ID, "canvas")
+        ActionChains(browser).move_to_element_with_offset(
+            canvas, 0, -90
+        ).click_and_hold().move_by_offset(0, 60).move_by_offset(0, 60).move_by_offset(
+            0, 60
+        ).release().perform()
+        WebDriverWait(browser, BOUND_SECONDS).until(answered("none"))
+        assert browser.find_element(By.ID, "error").text == ""
+        drawn = results.get_attribute("data-top")
+        browser.save_screenshot(str(tmp_path / "drawing.png"))
+        assert drawn == "1", f"the stroke was read as {drawn} (see {tmp_path / 'drawing.png'})"
+        assert (tmp_path / "drawing.png").stat().st_size > 0
+    finally:
+        browser.quit()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_and_every_worker(server):
+    process = server["process"]
+    # Wait until the children (the model worker, the API server) are alive, so that the check
+    # below is about stopping them.
+    group = process.pid  # the server leads its own session: its group id is its pid
+    assert len(group_members(group)) >= 2, group_members(group)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=BOUND_SECONDS) == 0, tail(server["log"].read_text())
+    deadline = time.monotonic() + BOUND_SECONDS
+    while group_members(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_members(group) == [], "left behind: " + ", ".join(group_members(group))
+
+
+def group_members(group: int) -> list[str]:
+    """'pid command' of every live (non-zombie) process in the process group ``group``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            members.append(f"{entry.name} {command}")
+    return members
+
+
+@pytest.mark.slow
+def test_onnx_file_answers_as_the_checkpoint(fitted, digits_root, tmp_path):
+    """--onnx reads class names and preprocessing from the file's metadata: the same answer."""
+    from project.export import export_onnx, network_from_checkpoint
+    from project.serve.api import ClassifierAPI
+
+    network, settings = network_from_checkpoint(fitted["best"])
+    onnx_file = export_onnx(network, settings, tmp_path / "model.onnx")
+    apis = [ClassifierAPI(ckpt_path=str(fitted["best"])), ClassifierAPI(onnx_path=str(onnx_file))]
+    images = [path.read_bytes() for _, path in digit_files(digits_root, per_class=1)]
+    answers = []
+    for api in apis:
+        api.setup("cpu")
+        batch = api.batch([api.decode_request({"image": base64.b64encode(d).decode()})
+                           for d in images])  # fmt: skip
+        answers.append([api.encode_response(p) for p in api.unbatch(api.predict(batch))])
+    for from_checkpoint, from_onnx in zip(*answers, strict=True):
+        assert [i["class"] for i in from_checkpoint["top_k"]] == [
+            i["class"] for i in from_onnx["top_k"]]  # fmt: skip
+        for a, b in zip(from_checkpoint["top_k"], from_onnx["top_k"], strict=True):
+            assert abs(a["probability"] - b["probability"]) < 1e-4
