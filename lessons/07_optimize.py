@@ -264,6 +264,9 @@ assert speed["pruned"] < 0.8 * speed["dense"]  # a quarter of the work: faster o
 # - `python -m project prune --ckpt_path <checkpoint> --amount 0.3`: section 5's structural
 #   pruning with Torch-Pruning over a whole network, then fine-tuned through `fit`
 #   (project/prune.py).
+# - `python -m project serve --ckpt_path <checkpoint>` (or `--onnx model.int8.onnx`): the model
+#   behind an HTTP endpoint with dynamic batching, and a page to try it in a browser
+#   (project/serve/).
 # - `torch.compile`: `model.init_args.compile: true` in a config (project/core/recipe.py).
 # - bf16: `--trainer.precision bf16-mixed` trains and validates with autocast.
 
