@@ -238,7 +238,8 @@ def fit(
     val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
     classifier.check_data("fit", data.hparams.augmentation)  # Lightning: setup("fit")
     network = classifier.network.to(settings.device)  # Lightning: moves the module for us
-    classifier.prepare_network()  # channels_last, compile (Lightning: configure_model)
+    # channels_last (auto: by device and precision), compile (Lightning: configure_model)
+    prepared = classifier.prepare_network(settings.device, settings.precision)
     if resume is None:  # pretrained weights, if the model has any (Lightning: setup("fit"))
         classifier.load_pretrained_weights()
     schedule = configure_optimizers(classifier, len(train_loader), settings)
@@ -253,6 +254,7 @@ def fit(
         state = RunState(network, optimizer, scheduler, interval, grad_scaler(settings),
                          [best, stopping], identity,
                          writes=log.main_process, schedule=schedule)  # fmt: skip
+        log.say(prepared)  # what channels_last: auto chose (Lightning: configure_model says it)
         resume_at = None
         if resume is not None:  # Lightning: trainer.fit(..., ckpt_path=...)
             checkpoint, path = read_resume_checkpoint(resume, settings)
