@@ -124,3 +124,20 @@ def test_a_csv_without_a_root_reads_its_paths_from_its_own_folder(tmp_path, monk
     data.setup("fit")
     assert sum(len(data.datasets[split]) for split in ("train", "val")) > 0
     assert not (tmp_path / "data").exists()
+
+
+def test_inference_settings_carry_the_eval_crop_of_photos_and_none_for_the_digits(
+    digits_root, tmp_path
+):
+    """What serve and export read from a checkpoint: the same eval crop predict applies."""
+    digits = ImageDataModule(root=str(digits_root), image_size=16, num_workers=0)
+    digits.setup("fit")
+    assert "crop_ratio" not in digits.inference_settings()  # squashed, as predict does
+    photos = make_class_folders(tmp_path / "photos", {"a": 6, "b": 6}, size=(40, 30))
+    natural = ImageDataModule(
+        root=str(photos), image_size=32, augmentation="natural", num_workers=0,
+        mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
+    )  # fmt: skip
+    natural.setup("fit")
+    assert natural.inference_settings()["crop_ratio"] == pytest.approx(256 / 224)
+    assert natural.inference_settings()["crop_ratio"] == natural.eval_crop_ratio()

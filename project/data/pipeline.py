@@ -267,14 +267,20 @@ class ImageData:
         """What a deployed model needs to prepare an image and name its prediction.
 
         Stored in every checkpoint (both loops) and in exported ONNX files' metadata.
+        ``crop_ratio`` only where evaluation crops (photos: shorter side to image_size x ratio,
+        then a center crop); absent, the image is squashed to a square, as for the digits.
         """
         mean, std = self.normalization()
-        return {
+        settings = {
             "class_names": list(self.class_names),
             "image_size": self.hparams.image_size,
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
         }
+        crop_ratio = self.eval_crop_ratio()
+        if crop_ratio is not None:  # python -m project serve crops as predict does
+            settings["crop_ratio"] = float(crop_ratio)
+        return settings
 
     # ------------------------------------------------------------------ datasets and transforms
 

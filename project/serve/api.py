@@ -33,12 +33,15 @@ def onnx_settings(session) -> dict:
     if missing:
         raise ValueError(f"no {', '.join(missing)} in its metadata (export it with "
                          "python -m project export)")  # fmt: skip
-    return {
+    settings = {
         "class_names": json.loads(meta["class_names"]),
         "image_size": int(meta["image_size"]),
         "mean": json.loads(meta["mean"]),
         "std": json.loads(meta["std"]),
     }
+    if "crop_ratio" in meta:  # photos: crop as predict does (absent: squash)
+        settings["crop_ratio"] = float(meta["crop_ratio"])
+    return settings
 
 
 class OnnxNetwork:
