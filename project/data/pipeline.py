@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from project.data.cache import CacheOption, CachePlan, plan_cache
 from project.data.datasets import (
@@ -355,10 +356,15 @@ class ImageData:
                 print(self._cache_plan.message)
         return self._cache_plan
 
+    def eval_transform(self) -> v2.Compose:
+        """Validation, test and predict's transform: resize (or crop, for photos), normalize."""
+        mean, std = self.normalization()
+        return eval_transform(self.hparams.image_size, mean, std, self.eval_crop_ratio())
+
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         mean, std = self.normalization()
-        evaluate = eval_transform(hp.image_size, mean, std, self.eval_crop_ratio())
+        evaluate = self.eval_transform()
         if stage in ("fit", "validate", "test", None):
             # A square cache: every transform is that resize (done once) and normalizing, nothing
             # random and one size, so each batch is transformed at once (ImageDataset.__getitems__).

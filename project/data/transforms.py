@@ -69,6 +69,15 @@ def eval_transform(
     return v2.Compose([*size, *to_normalized_float(mean, std)])
 
 
+def inference_transform(settings: dict) -> v2.Compose:
+    """The eval transform a checkpoint's or an ONNX file's inference settings describe
+    (``image_size``, ``mean``, ``std`` and, for photos, ``crop_ratio``;
+    ``ImageData.inference_settings``): what ``python -m project serve`` applies to an upload."""
+    return eval_transform(
+        int(settings["image_size"]), settings["mean"], settings["std"], settings.get("crop_ratio")
+    )
+
+
 def only_square_resize(augmentation: Augmentation, crop_ratio: float | None) -> bool:
     """Whether both transforms are ``resize(image_size)`` then normalizing, nothing random per
     image ("digits" moves its random affine to the batch; square evaluation). The DataModule then

@@ -15,7 +15,6 @@ import torch
 
 from project.checkpoints import CheckpointError
 from project.data.pipeline import ImageData
-from project.data.transforms import eval_transform
 from project.errors import InputError
 
 
@@ -43,9 +42,7 @@ def split_tensors(data: ImageData, split: str, limit: int | None = None):
     """(images, labels) of ``split`` with the evaluation transform: all of it, or ``limit``
     images drawn with a fixed seed (a spread of classes, not the first folder); ``limit`` above
     the split's size is an error naming the count."""
-    mean, std = data.normalization()
-    transform = eval_transform(data.hparams.image_size, mean, std, data.eval_crop_ratio())
-    dataset = data._labeled(split).with_transform(transform)
+    dataset = data._labeled(split).with_transform(data.eval_transform())
     if limit is not None and limit > len(dataset):
         raise InputError(
             f"--calibration {limit}: the {split} split of {data.root} has only {len(dataset)} "

@@ -5,7 +5,7 @@
 
 ``decode_request`` turns one request's image into the network's input with the same two steps the
 ``predict`` command takes for a file: ``decode_image_bytes`` (project/data/images.py, what
-``load_image`` does after reading the file) and ``eval_transform`` (project/data/transforms.py)
+``load_image`` does after reading the file) and ``inference_transform`` (project/data/transforms.py)
 with the checkpoint's own image size, mean and std. ``batch`` stacks them, ``predict`` runs the
 network once on the batch (PyTorch, or ONNX Runtime), ``unbatch`` splits the probabilities and
 ``encode_response`` names the top classes.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from project.data.images import decode_image_bytes
-from project.data.transforms import eval_transform
+from project.data.transforms import inference_transform
 
 TOP_K = 5
 
@@ -85,8 +85,7 @@ class ClassifierAPI(ls.LitAPI):
         torch.set_grad_enabled(False)
         self.network, self.settings = load_model(self.ckpt_path, self.onnx_path)
         self.class_names = list(self.settings["class_names"])
-        size, mean, std = (self.settings[key] for key in ("image_size", "mean", "std"))
-        self.transform = eval_transform(size, mean, std, self.settings.get("crop_ratio"))
+        self.transform = inference_transform(self.settings)  # predict's, crop included
 
     def decode_request(self, request: dict) -> torch.Tensor:
         # guard.py has already decoded these bytes once: an image that fails here cannot arrive.

@@ -57,8 +57,7 @@ def check_before_any_trial(options, rest: list[str]):
     folder = Path(options.folder or Path("lightning_logs") / "sweeps" / name)
     folder.mkdir(parents=True, exist_ok=True)
     url = options.storage or f"sqlite:///{(folder / 'study.db').resolve()}"
-    open_storage(url)
-    return spec, config_args, name, folder, url
+    return spec, config_args, name, folder, url, open_storage(url)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -71,8 +70,8 @@ def main(args: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     options, rest = build_parser().parse_known_args(sys.argv[1:] if args is None else args)
     with exit_on_error():
-        spec, config_args, name, folder, url = check_before_any_trial(options, rest)
-        study = open_study(spec, url, name)
+        spec, config_args, name, folder, url, storage = check_before_any_trial(options, rest)
+        study = open_study(spec, storage, name)  # the storage the check opened
         count = missing_trials(study, options.trials)
         print(
             f"study '{name}' in {url}: {options.trials - count} of {options.trials} trials "
@@ -93,7 +92,7 @@ def main(args: list[str] | None = None) -> int:
                 )
         except KeyboardInterrupt:
             interrupted = True
-        study = open_study(spec, url, name)
+        study = open_study(spec, storage, name)  # again: the workers' trials, read afresh
         print(report.write_table(report.trial_rows(study, spec), folder / "trials.csv"))
         best = report.write_best(study, spec, folder / "best.yaml", config_args)
         for note in report.write_plots(study, folder):

@@ -41,12 +41,12 @@ def engine_settings(url: str) -> dict:
     return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
 
 
-def open_study(spec: SweepSpec, url: str, name: str, seed: int | None = None) -> optuna.Study:
-    direction = spec.direction
+def open_study(spec: SweepSpec, storage, name: str, seed: int | None = None) -> optuna.Study:
+    """The study ``name`` on ``storage`` (a URL, or a storage already opened), made if new."""
     return optuna.create_study(
-        storage=open_storage(url),
+        storage=open_storage(storage) if isinstance(storage, str) else storage,
         study_name=name,
-        direction=direction,
+        direction=spec.direction,
         sampler=make_sampler(spec, seed),
         pruner=make_pruner(spec),
         load_if_exists=True,
