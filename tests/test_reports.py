@@ -17,7 +17,7 @@ from project.cli import main as lightning_main
 from project.figures import TILE, prediction_grid_image
 from project.manual.cli import run as manual_run
 from project.monitoring import TopLosses, class_example_indices
-from project.reports import report_folder, write_report
+from project.reports import format_table, report_folder, write_report
 
 from .helpers import CNN_CONFIG, assert_same_predictions, make_class_folders
 
@@ -105,6 +105,15 @@ trainer:
 
 
 @pytest.mark.slow
+def test_the_table_keeps_its_columns_aligned_for_short_and_long_class_names():
+    """The name column is at least 12 wide (the header's layout), wider for a longer name."""
+    short = format_table([("a", 0.5, 0.25, 1.0, 3)]).splitlines()
+    assert short[1] == f"{'a':>12}     0.5000     0.2500     1.0000          3"
+    assert len(short[0]) == len(short[1])  # the header lines up with the numbers
+    long = format_table([("a_long_class_name", 1.0, 1.0, 1.0, 1)]).splitlines()
+    assert long[1].startswith("a_long_class_name  ") and len(long[0]) == len(long[1])
+
+
 def test_both_loops_choose_by_f1_and_write_the_same_test_report(tmp_path):
     images = make_class_folders(tmp_path / "images", {"a": 16, "b": 16, "c": 16}, size=(8, 8))
     monitor = tmp_path / "f1.yaml"
