@@ -90,18 +90,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if "Weights only load failed" not in str(error):  # not a pickle at all
             raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
         # weights_only refuses anything that is not plain data: never retry without it.
-        reason = str(error).split("\n\n")[-1].strip().splitlines()[0]
+        reason = _refusal_reason(str(error))
         raise CheckpointError(
             f"{path}: refused, it holds objects other than tensors and plain values "
             f"(weights_only=True): {reason}"
         ) from None
     except Exception as error:  # torch raises many types for damaged files (even KeyError)
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or not a PyTorch file): {error}"
+            f"{path}: not a readable checkpoint (truncated or not a PyTorch file): "
+            f"{str(error) or type(error).__name__}"
         ) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(checkpoint).__name__})")
     return checkpoint
+
+
+def _refusal_reason(message: str) -> str:
+    """What torch's weights_only unpickler refused, in one line: "Unsupported global: GLOBAL
+    datetime.datetime was not an allowed global by default", "Unsupported operand 149" (its
+    message is a page of advice with the reason inside, after "WeightsUnpickler error:")."""
+    _, marker, reason = message.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (reason if marker else message).splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else "no reason given"
 
 
 def newest_last_checkpoint(run_folders: list[Path], description: str) -> Path:

@@ -27,6 +27,24 @@ def test_split_is_disjoint_complete_stratified_and_seeded():
         stratified_split(labels, 0.5, 0.5, seed=0)
 
 
+@pytest.mark.parametrize("val, test", [(0, 0.2), (0.2, 0), (0, 0), (0.99, 0)])
+def test_a_split_may_be_empty_and_training_keeps_the_rest(val, test):
+    labels = [0] * 100 + [1] * 100
+    train, val_indices, test_indices = stratified_split(labels, val, test, seed=0)
+    assert (len(val_indices), len(test_indices)) == (round(200 * val), round(200 * test))
+    assert len(train) == 200 - len(val_indices) - len(test_indices) > 0
+
+
+@pytest.mark.parametrize("val, test", [(1, 0), (1.5, 0), (0, 1), (-0.1, 0), (0, -0.1), (0.6, 0.4)])
+def test_fractions_outside_the_range_are_refused_naming_both(val, test):
+    with pytest.raises(ValueError) as caught:
+        stratified_split([0, 1] * 10, val, test, seed=0)
+    assert str(caught.value) == (
+        f"val_fraction={val} and test_fraction={test} must be in [0, 1) "
+        "and leave some samples for training"
+    )
+
+
 def test_digits_loaders_have_the_right_shapes_and_dtypes(digits_root):
     data = ImageDataModule(root=str(digits_root), image_size=16, batch_size=32, num_workers=0)
     assert data.num_classes == 10 and data.class_names == [str(d) for d in range(10)]

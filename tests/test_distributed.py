@@ -70,7 +70,8 @@ def test_lightning_ddp_on_two_cpu_processes(digits_root, tmp_path):
 
 @pytest.mark.slow
 def test_manual_loop_under_torchrun_on_two_cpu_processes(digits_root, tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    # --standalone: a free port of its own, not the default 29500 (tests run side by side)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     args = [*quick_args(digits_root, tmp_path / "logs"), *VAL_SPLIT]
     result = run([*torchrun, "-m", "project.manual", "fit", *args])
     assert result.stdout.count("epoch   1 ") == 1  # process 0 prints, process 1 stays quiet

@@ -33,6 +33,7 @@ from project.models.resnet import ResNetTransfer, WeightsError
 from .helpers import (
     CNN_CONFIG,
     REPO,
+    CreatesMarker,
     assert_same_tensors,
     only_line,
     quick_args,
@@ -40,16 +41,6 @@ from .helpers import (
     wait_for,
     wait_for_exit,
 )
-
-
-class CreatesMarker:
-    """Unpickling this runs code: it creates ``marker``. weights_only=True must refuse it."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (exec, (f"import pathlib; pathlib.Path({str(self.marker)!r}).touch()",))
 
 
 def lightning_style_checkpoint(num_classes: int = 10) -> dict:
