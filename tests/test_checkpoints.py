@@ -195,6 +195,8 @@ def test_an_empty_file_names_the_error_even_when_torch_gives_no_text(tmp_path):
         ("Weights only load failed.\n\tWeightsUnpickler error: Unsupported operand 80.\n\nMore.",
          "Unsupported operand 80"),
         ("Weights only load failed. Another wording.\nSecond line.", "Weights only load failed"),
+        ("WeightsUnpickler error: Unsupported global: GLOBAL models.NetX.", "Unsupported global: "
+         "GLOBAL models.NetX"),
         ("WeightsUnpickler error:", "no reason given"),
     ],
 )  # fmt: skip
