@@ -1,8 +1,9 @@
 """project/checkpoints.py function by function: what each promises, checked in-process and fast.
 
 The end-to-end tests (tests/test_reliability.py: damaged files, kill -9, SIGTERM, code-carrying
-pickles) run these functions through both loops' commands; these tests pin each function's own
-contract so that `make mutation` can see a change to any of them within seconds. Run alone:
+pickles) run these functions through both loops' commands; these tests, the atomic writes' among
+them, pin each function's own contract, so that `make mutation` sees a change to any of them
+within seconds. Run alone:
 ``.venv/bin/python -m pytest tests/test_checkpoints.py``
 """
 
@@ -97,6 +98,20 @@ def test_a_folder_that_cannot_be_synced_does_not_fail_the_save(tmp_path, monkeyp
     monkeypatch.setattr(checkpoints.os, "fsync", refusing_fsync)
     save_atomic({"model": {"w": torch.ones(2)}}, tmp_path / "last.ckpt")
     assert torch.equal(load_checkpoint(tmp_path / "last.ckpt")["model"]["w"], torch.ones(2))
+
+
+def test_a_crash_during_a_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    path = save_atomic({"model": {"w": torch.ones(3)}}, tmp_path / "last.ckpt")
+
+    def crash_halfway(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic({"model": {"w": torch.zeros(3)}}, path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # the temporary file is gone
 
 
 @pytest.mark.parametrize("key", ["model", "state_dict"])
@@ -243,6 +258,17 @@ def test_last_is_the_newest_last_ckpt_across_run_folders(tmp_path):
     assert newest_last_checkpoint(folders[1:], "the runs") == folders[2] / "checkpoints/last.ckpt"
 
 
+def test_a_stale_temporary_file_is_never_taken_for_last(tmp_path):
+    old = save_atomic({"model": {}}, tmp_path / "version_0" / "checkpoints" / "last.ckpt")
+    stale = tmp_path / "version_1" / "checkpoints" / ".last.ckpt.12345.tmp"  # a kill -9 mid-save
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    folders = sorted(tmp_path.glob("version_*"))
+    assert newest_last_checkpoint(folders, "test") == old
+    with pytest.raises(CheckpointError, match="no last.ckpt under"):
+        newest_last_checkpoint(folders[1:], "version_1")
+
+
 def test_no_last_checkpoint_names_where_it_looked(tmp_path):
     (tmp_path / "version_0" / "checkpoints").mkdir(parents=True)
     with pytest.raises(CheckpointError) as caught:
@@ -337,32 +363,41 @@ def draws() -> tuple:
     return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]
 
 
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed + 1)
+    random.seed(seed + 2)
+
+
 def test_saved_random_states_restored_give_the_same_draws_after_a_round_trip(tmp_path):
-    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    seed_all(1)
     np.random.randn()  # a cached Gaussian is part of numpy's state
     save_atomic({"model": {}, "rng_states": rng_states()}, tmp_path / "last.ckpt")
     expected = draws()
-    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    seed_all(9)
     restore_rng_states(load_checkpoint(tmp_path / "last.ckpt")["rng_states"])  # weights_only
     assert draws() == expected
 
 
-@pytest.mark.parametrize("generator", ["torch", "numpy", "python"])
-def test_each_generator_is_restored(generator):
-    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+@pytest.mark.parametrize(
+    "reseed", [torch.manual_seed, np.random.seed, random.seed], ids=["torch", "numpy", "python"]
+)
+def test_each_generator_is_restored(reseed):
+    seed_all(1)
     states = rng_states()
     expected = draws()
-    {"torch": lambda: torch.manual_seed(9), "numpy": lambda: np.random.seed(9),
-     "python": lambda: random.seed(9)}[generator]()
+    reseed(9)  # only this generator moves on
     restore_rng_states(states)
     assert draws() == expected
 
 
-def test_the_states_hold_only_what_weights_only_loading_accepts():
+def test_the_states_hold_only_tensors_lists_and_tuples():
     states = rng_states()
     assert set(states) == {"torch", "cuda", "numpy", "python"}
-    assert states["cuda"] == ([] if not torch.cuda.is_available() else states["cuda"])
-    assert isinstance(states["numpy"][1], torch.Tensor)
+    assert isinstance(states["torch"], torch.Tensor)
+    assert isinstance(states["cuda"], list)  # one state per GPU, [] without one
+    assert all(isinstance(state, torch.Tensor) for state in states["cuda"])
+    assert isinstance(states["numpy"][1], torch.Tensor)  # weights_only loads no numpy arrays
 
 
 # ---------------------------------------------------------------------------- model_arguments

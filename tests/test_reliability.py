@@ -19,10 +19,7 @@ import pytest
 import torch
 
 from project.checkpoints import (
-    CheckpointError,
     load_checkpoint,
-    newest_last_checkpoint,
-    save_atomic,
 )
 from project.cli import main as lightning_main
 from project.manual.cli import main as manual_main
@@ -118,39 +115,7 @@ def test_a_checkpoint_of_another_class_count_lists_the_mismatched_shapes(
         assert "does not fit this model" in error and "size mismatch for head.1.weight" in error
 
 
-# ---------------------------------------------------------------------------- atomic writes
-
-
-def test_a_crash_during_a_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
-    path = save_atomic({"model": {"w": torch.ones(3)}}, tmp_path / "last.ckpt")
-
-    def crash_halfway(obj, file):
-        file.write(b"half a checkpoint")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", crash_halfway)
-    with pytest.raises(OSError, match="disk full"):
-        save_atomic({"model": {"w": torch.zeros(3)}}, path)
-    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # the temporary file is gone
-
-
-def test_non_finite_weights_are_never_saved(tmp_path):
-    path = tmp_path / "best.ckpt"
-    with pytest.raises(FloatingPointError, match="non-finite weights"):
-        save_atomic({"state_dict": {"network.w": torch.tensor([1.0, float("nan")])}}, path)
-    assert not path.exists()
-
-
-def test_a_stale_temporary_file_is_never_taken_for_last(tmp_path):
-    old = save_atomic({"model": {}}, tmp_path / "version_0" / "checkpoints" / "last.ckpt")
-    stale = tmp_path / "version_1" / "checkpoints" / ".last.ckpt.12345.tmp"  # a kill -9 mid-save
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"half")
-    folders = sorted(tmp_path.glob("version_*"))
-    assert newest_last_checkpoint(folders, "test") == old
-    with pytest.raises(CheckpointError, match="no last.ckpt under"):
-        newest_last_checkpoint(folders[1:], "version_1")
+# Atomic writes, non-finite weights and stale temporary files: tests/test_checkpoints.py.
 
 
 def test_lightning_stops_on_a_nan_loss_and_saves_nothing(digits_root, tmp_path, capsys):
