@@ -70,7 +70,7 @@ exercise: install
 
 # Mutation testing of the plain core ([tool.mutmut] in pyproject.toml: which modules, which fast
 # tests), then the score: the share of mutants that some test caught (a timeout counts as caught).
-# Not part of make test (minutes per module). One module: make mutation MUTANTS='project.augment*'
+# Not part of make test (minutes per module). One module: make mutation MUTANTS='project.core.mixing*'
 # Each survivor: .venv/bin/python -m mutmut show <name>
 MUTANTS ?=
 mutation: install

@@ -6,7 +6,7 @@
     memory layout (NCHW; channels_last, NHWC) for one training step, interleaved repeats, as
     ratios to fp32 NCHW: the options interact (oneDNN's and cuDNN's reduced-precision convolution
     kernels are NHWC), so each is measured with the other, not alone. Below the table, the rule
-    of ``channels_last: auto`` (project/precision.py resolve_channels_last) at the precision
+    of ``channels_last: auto`` (project/core/precision.py resolve_channels_last) at the precision
     ``precision: auto`` picks, and whether it chose the faster layout of that precision.
 8 (as before). torch.compile's compile time (its first steps) and steady-state step time against
     eager mode. 8b. pin_memory + non_blocking copies (only meaningful with a GPU: skipped without
@@ -22,9 +22,9 @@ import torch
 import torch._inductor.config
 
 from benchmarks.common import interleaved, model_batches, ratio, spread, table, training_step_ms
+from project.core.precision import resolve_channels_last, resolve_precision
 from project.core.recipe import prepare_network
 from project.models.resnet import ResNetTransfer
-from project.precision import resolve_channels_last, resolve_precision
 
 REPEATS, STEPS = 3, 8
 # The photo size, where the Xeon measured the largest gain (both options: 0.30 x fp32).

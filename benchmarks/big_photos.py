@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import interleaved, spread, table
-from project.plot import read_scalars
+from project.runs.curves import read_scalars
 
 WIDTH, HEIGHT = 2000, 1500
 

@@ -3,7 +3,8 @@
     python -m benchmarks.feature_cache
 
 Today's frozen path runs the frozen ResNet18 backbone on every image of every epoch (without an
-autograd graph); with ``cache_features`` (project/features.py) the first epoch fills the cache and
+autograd graph); with ``cache_features`` (project/models/feature_cache.py) the first epoch fills
+the cache and
 every later epoch runs only the head on the stored features (plus hashing each image to find
 them). The epoch here: 512 images in batches of 32 at 64 px, AdamW on the head, fp32; the images
 are tensors in memory, so decoding is not measured (it is the same with and without the cache).
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import interleaved, ratio, spread, table
-from project.features import FeatureCache
+from project.models.feature_cache import FeatureCache
 from project.models.transfer import TransferNetwork
 
 REPEATS, IMAGES, BATCH, SIZE = 3, 512, 32, 64

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import interleaved, quiet, ratio, spread, table
-from project.cli import main as lightning_main
+from project.lit.cli import main as lightning_main
 from project.manual.cli import run as manual_run
-from project.plot import read_scalars
+from project.runs.curves import read_scalars
 
 EPOCHS, REPEATS = 4, 3
 

@@ -14,7 +14,7 @@ eager fp32, and the file size where the variant is a file. Threads: torch and ON
 
 A variant is one entry of VARIANTS: a name and a function that builds a predictor from the model
 (``Model``) in a scratch folder, or returns the reason it is not available. A pruned network
-(project/prune.py) is one more entry that builds the pruned network and returns eager fp32's
+(project/deploy/prune.py) is one more entry that builds the pruned network and returns eager fp32's
 predictor of it.
 """
 
@@ -84,7 +84,7 @@ def compiled_fp32(model: Model, folder: Path) -> Built:
 
 
 def onnx_fp32(model: Model, folder: Path) -> Built:
-    from project.export import write_onnx
+    from project.deploy.export import write_onnx
 
     file = write_onnx(model.network, model.settings, folder / "fp32.onnx")
     return Built(onnx_predict(file, threads=torch.get_num_threads()), file)
@@ -187,9 +187,9 @@ def digits_checkpoint(path: str | None) -> Path:
 
 
 def digits_cnn(path: Path, calibration: int) -> Model:
-    from project.checkpoints import load_checkpoint
     from project.deploy.checkpoint_data import checkpoint_data, split_tensors
-    from project.export import network_from_checkpoint
+    from project.deploy.export import network_from_checkpoint
+    from project.runs.checkpoints import load_checkpoint
 
     network, settings = network_from_checkpoint(path)
     data = checkpoint_data(load_checkpoint(path), path)

@@ -17,7 +17,7 @@ import time
 import torch
 
 from benchmarks.common import interleaved, quiet, ratio, spread, table, training_step_ms
-from project.data.datamodule import ImageDataModule
+from project.lit.datamodule import ImageDataModule
 from project.manual.cli import run as manual_run
 from project.models.cnn import SmallCNN
 

@@ -3,7 +3,7 @@
     python -m benchmarks.precision_step
 
 Medians of interleaved repeats (fp32, bf16, fp32, ...), and what ``precision: auto``
-(project/precision.py) picks here: it should be the faster one.
+(project/core/precision.py) picks here: it should be the faster one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from functools import partial
 import torch
 
 from benchmarks.common import interleaved, model_batches, ratio, spread, table, training_step_ms
-from project.precision import cpu_has_native_bf16, resolve_precision
+from project.core.precision import cpu_has_native_bf16, resolve_precision
 
 REPEATS, STEPS = 5, 10
 

@@ -3,7 +3,7 @@
     python -m benchmarks.pruning
 
 12a. Speed. SmallCNN (16 px) and ResNet18 (64 px, random weights: speed does not depend on
-     them) pruned by ``project.prune.prune_network`` at amount 0.3 (ResNet18 also with
+     them) pruned by ``project.deploy.prune.prune_network`` at amount 0.3 (ResNet18 also with
      ``--round_to 8``): parameters, multiply-adds per image (Torch-Pruning's count) and the
      latency of one batch of 64 (fp32, eval, inference_mode, NCHW), the candidates interleaved,
      median (min-max) and the ratio to the unpruned network measured in the same run. The issue's
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import interleaved, quiet, ratio, spread, table
+from project.deploy.prune import prune_network, size_of
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer
-from project.prune import prune_network, size_of
 
 AMOUNT = 0.3
 REPEATS = 9
@@ -81,7 +81,7 @@ def speed(rows: list, results: dict) -> None:
 
 def prune_command(args: list[str]) -> dict[str, float]:
     """Run ``python -m project prune`` in this process; {row: printed accuracy}."""
-    from project.prune import main
+    from project.deploy.prune import main
 
     printed, said = io.StringIO(), io.StringIO()
     try:
@@ -94,7 +94,7 @@ def prune_command(args: list[str]) -> dict[str, float]:
 
 
 def fit_checkpoint(args: list[str]) -> Path:
-    from project.cli import main
+    from project.lit.cli import main
 
     with quiet(), contextlib.redirect_stderr(io.StringIO()):
         cli = main(["fit", *args])

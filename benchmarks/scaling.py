@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from benchmarks.common import spread, table, training_step_ms
-from project.data.datamodule import ImageDataModule
 from project.data.datasets import ImageDataset
+from project.lit.datamodule import ImageDataModule
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer
 

@@ -36,8 +36,8 @@ CONCURRENCY = (1, 8, 32)
 BATCH = 16
 TIME_BOUND = 60.0  # seconds per concurrency level at most
 MODELS = {  # name: (class path, init arguments, image size)
-    "digits CNN": ("project.classifier.CNNClassifier", {"widths": [32, 64, 128]}, 16),
-    "ResNet18 64px": ("project.classifier.ResNetClassifier",
+    "digits CNN": ("project.lit.classifier.CNNClassifier", {"widths": [32, 64, 128]}, 16),
+    "ResNet18 64px": ("project.lit.classifier.ResNetClassifier",
                       {"backbone": "resnet18", "weights": None}, 64),
 }  # fmt: skip
 
@@ -61,7 +61,7 @@ def write_checkpoint(folder: Path, class_path: str, arguments: dict, size: int) 
 
 def bare_rate(path: Path, seconds: float = 5.0) -> float:
     """Images/s of the network alone on batches of BATCH (no decoding, no HTTP)."""
-    from project.export import network_from_checkpoint
+    from project.deploy.export import network_from_checkpoint
 
     network, settings = network_from_checkpoint(path)
     batch = torch.randn(BATCH, 3, settings["image_size"], settings["image_size"])

@@ -2,10 +2,10 @@
 
     python -m benchmarks.startup
 
-4c times the interpreter's exit after ``import project.cli``: from the script's last line to the
-process's end, as Python leaves it and after ``gc.freeze()``. 4d times ``import project.cli``
+4c times the interpreter's exit after ``import project.lit.cli``: from the script's last line to the
+process's end, as Python leaves it and after ``gc.freeze()``. 4d times ``import project.lit.cli``
 itself, from the interpreter's start to the line after the import, with the garbage collector
-running as usual and paused as the entry points pause it (project/collector.py does both); 4e
+running as usual and paused as the entry points pause it (project/core/gc_pause.py does both); 4e
 counts the full collections of a one-epoch ``fit`` both ways, with the most objects one walked.
 
 The first step's time after process start is in benchmarks/time_to_accuracy.py.
@@ -35,7 +35,7 @@ def import_profile(top: int = 8) -> list[list[str]]:
     outermost import, which includes everything it pulls in (so they overlap: lightning's time
     includes part of torch's when torch is first imported through it)."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import project.cli"],
+        [sys.executable, "-X", "importtime", "-c", "import project.lit.cli"],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     totals: dict[str, float] = {}
@@ -58,21 +58,22 @@ def probe(code: str) -> tuple[float, float, float]:
 
 
 PRINT_TIME = "\nsys.stdout.write(repr(time.time()))"
-IMPORT = "import sys, time\nimport project.cli\n"  # as a script imports it
-IMPORT_PAUSED = (  # as the entry points import it (project/collector.py)
-    "import sys, time\nfrom project.collector import paused_for_imports\n"
-    "with paused_for_imports():\n    import project.cli\n"
+IMPORT = "import sys, time\nimport project.lit.cli\n"  # as a script imports it
+IMPORT_PAUSED = (  # as the entry points import it (project/core/gc_pause.py)
+    "import sys, time\nfrom project.core.gc_pause import paused_for_imports\n"
+    "with paused_for_imports():\n    import project.lit.cli\n"
 )
 
 
 def exit_seconds(freeze: bool) -> float:
-    """Seconds from the script's last line (after ``import project.cli``) to its process's end."""
+    """Seconds from the script's last line (after ``import project.lit.cli``) to its process's
+    end."""
     _, printed, ended = probe(IMPORT + ("import gc; gc.freeze()" if freeze else "") + PRINT_TIME)
     return ended - printed
 
 
 def import_seconds(paused: bool) -> float:
-    """Seconds from before the interpreter starts to the line after ``import project.cli``."""
+    """Seconds from before the interpreter starts to the line after ``import project.lit.cli``."""
     started, printed, _ = probe((IMPORT_PAUSED if paused else IMPORT) + PRINT_TIME)
     return printed - started
 
@@ -94,7 +95,7 @@ def record(phase, info):
 gc.callbacks.append(record)
 """
 FIT = """
-project.cli.main(["fit", "--config", "configs/cnn.yaml", "--trainer.max_epochs=1",
+project.lit.cli.main(["fit", "--config", "configs/cnn.yaml", "--trainer.max_epochs=1",
                   "--trainer.enable_progress_bar=false",
                   "--trainer.logger.init_args.save_dir=" + tempfile.mkdtemp()])
 gc.callbacks.remove(record)
@@ -122,18 +123,18 @@ def main() -> dict:
     times = {name: [timed(command) for _ in range(REPEATS)] for name, command in commands.items()}
     table("4a. Start-up wall time (fresh processes)", ["command", "seconds median (min-max)"],
           [[name, spread(values, " s", 2)] for name, values in times.items()])  # fmt: skip
-    title = "4b. Import time of project.cli by package (-X importtime, outermost import each)"
+    title = "4b. Import time of project.lit.cli by package (-X importtime, outermost import each)"
     table(title, ["package", "import time"], import_profile())
     ways = {"as Python leaves it": False, "gc.freeze() first": True}
     exits = interleaved({name: functools.partial(exit_seconds, freeze)
                          for name, freeze in ways.items()}, REPEATS)  # fmt: skip
-    table("4c. The interpreter's exit after import project.cli",
+    table("4c. The interpreter's exit after import project.lit.cli",
           ["exit", "seconds median (min-max)"],
           [[name, spread(values, " s", 2)] for name, values in exits.items()])  # fmt: skip
     modes = {"collector as usual": False, "paused_for_imports()": True}
     imports = interleaved({name: functools.partial(import_seconds, paused)
                            for name, paused in modes.items()}, 5, alternate=True)  # fmt: skip
-    table("4d. import project.cli, from the interpreter's start (5 runs each)",
+    table("4d. import project.lit.cli, from the interpreter's start (5 runs each)",
           ["garbage collector", "seconds median (min-max)"],
           [[name, spread(values, " s", 2)] for name, values in imports.items()])  # fmt: skip
     fits = interleaved({name: functools.partial(full_collections, paused)

@@ -39,7 +39,7 @@ def sweep(folder: Path, trials: int, epochs: int, workers: int) -> tuple[float, 
 
 def fit_and_test(configs: list[str], epochs: int, logs: Path) -> tuple[float, float]:
     """Best val/acc of a fit of ``configs`` and the test accuracy of its best checkpoint."""
-    from project.cli import main
+    from project.lit.cli import main
 
     args = [a for c in configs for a in ("--config", c)]
     common = [

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import spread, table
-from project.data.datamodule import ImageDataModule
+from project.lit.datamodule import ImageDataModule
 from project.models.cnn import SmallCNN
 
 REPEATS = 3

@@ -8,7 +8,7 @@ The checker writes real image files (PNG, JPEG, BMP, GIF; greyscale, palette and
 hidden folder and a text file among them) and runs your code on them; each failing line names the
 mistake and where to look. When every check passes, compare with exercises/solutions/01_dataset.py
 and with the project's version: ``ImageDataset`` in project/data/datasets.py, ``load_image`` in
-project/data/images.py, ``ImageDataModule._loader`` in project/data/datamodule.py.
+project/data/images.py, ``ImageDataModule._loader`` in project/lit/datamodule.py.
 
 Hints
 - Find the classes with ``os.scandir(root)`` / ``os.listdir(root)`` (sub-folders only), and the

@@ -8,7 +8,8 @@ The checker saves and loads real files with your functions: into a folder that d
 reading them back safely, resuming an Adam run and comparing its weights with a run that never
 stopped, loading for a given device, and loading where no checkpoint exists. When every check
 passes, compare with exercises/solutions/03_checkpointing.py and with the project's version:
-project/checkpoints.py (atomic writes, safe loads) and ``RunState`` in project/manual/run_state.py
+project/runs/checkpoints.py (atomic writes, safe loads) and ``RunState`` in
+project/manual/run_state.py
 (what the manual loop's checkpoint holds).
 
 Hints

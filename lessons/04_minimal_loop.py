@@ -8,7 +8,8 @@
 # Read it top to bottom: data, model, the training step, validation, prediction. The project's
 # own plain loop, `project/manual/loop.py`, is this loop plus what a real run needs (mixed
 # precision, LR schedule, checkpoints, resume, logging), and it imports no Lightning: the loss,
-# the optimizer and the schedule come from `project/core/recipe.py`, which `project/classifier.py`
+# the optimizer and the schedule come from `project/core/recipe.py`, which
+# `project/lit/classifier.py`
 # runs under Lightning (lesson 5). This lesson answers "write a training loop from scratch".
 
 # %%

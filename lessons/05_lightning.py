@@ -9,7 +9,7 @@
 # `validation_step`, `configure_optimizers`); the Trainer writes the loop: `model.train()` /
 # `model.eval()`, moving batches to the device, `zero_grad()` / `backward()` / `step()`,
 # `torch.no_grad()` for validation. The asserts inside the steps prove that it did.
-# The project's full version of this module is `CNNClassifier` in project/classifier.py
+# The project's full version of this module is `CNNClassifier` in project/lit/classifier.py
 # (metrics, checkpoints, mixed precision: `make train`), a thin adapter around the plain recipe
 # in project/core/recipe.py (loss, optimizer, LR schedule), which the manual loop runs too.
 
@@ -20,7 +20,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from project.data.datamodule import ImageDataModule
+from project.lit.datamodule import ImageDataModule
 from project.models.cnn import SmallCNN
 
 EPOCHS, TARGET = 3, 0.95

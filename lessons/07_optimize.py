@@ -146,7 +146,7 @@ assert abs(bf16_accuracy - baseline) <= 0.02
 # ## 3. int8 quantization: a quarter of the bytes
 # Static quantization stores weights as int8 and computes with int8 activations, each tensor with
 # a scale measured on calibration batches. Here with ONNX Runtime: the model is exported with the
-# project's exporter (`project/export.py`, the same as `python -m project export`), then
+# project's exporter (`project/deploy/export.py`, the same as `python -m project export`), then
 # `quantize_static` calibrates it on 256 training images. (torchao's PT2E flow,
 # `prepare_pt2e`/`convert_pt2e` with `X86InductorQuantizer`, works too, but its export and
 # calibration took 25 s here and its speed needs `torch.compile`.)
@@ -160,7 +160,7 @@ from onnxruntime.quantization import (  # noqa: E402
     quantize_static,
 )
 
-from project.export import export_onnx  # noqa: E402
+from project.deploy.export import export_onnx  # noqa: E402
 
 
 class Calibration(CalibrationDataReader):
@@ -256,14 +256,15 @@ assert speed["pruned"] < 0.8 * speed["dense"]  # a quarter of the work: faster o
 # %% [markdown]
 # ## Where the project does this at full size
 # - `python -m project export --ckpt_path <checkpoint> --output model.onnx`: a trained checkpoint
-#   of either loop as ONNX (project/export.py), the file section 3 quantizes; `--format pt2` writes
+#   of either loop as ONNX (project/deploy/export.py), the file section 3 quantizes; `--format pt2`
+# writes
 #   a `torch.export` program (and an AOTInductor package), each checked on the test split.
 # - `python -m project quantize --ckpt_path <checkpoint>`: section 3 at full size, calibrated on
 #   the checkpoint's own training images, fp32 and int8 accuracy and file sizes side by side
-#   (project/quantize.py; measured in docs/deploy.md).
+#   (project/deploy/quantize.py; measured in docs/deploy.md).
 # - `python -m project prune --ckpt_path <checkpoint> --amount 0.3`: section 5's structural
 #   pruning with Torch-Pruning over a whole network, then fine-tuned through `fit`
-#   (project/prune.py).
+#   (project/deploy/prune.py).
 # - `python -m project serve --ckpt_path <checkpoint>` (or `--onnx model.int8.onnx`): the model
 #   behind an HTTP endpoint with dynamic batching, and a page to try it in a browser
 #   (project/serve/).

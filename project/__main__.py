@@ -1,4 +1,4 @@
-"""``python -m project ...``: fit / validate / test / predict (project/cli.py), and ``check``.
+"""``python -m project ...``: fit / validate / test / predict (project/lit/cli.py), and ``check``.
 
 python -m project fit --config configs/cnn.yaml
 python -m project check --config configs/cnn.yaml      # the data check (project/data/check.py)
@@ -6,25 +6,25 @@ python -m project lr_find --config configs/cnn.yaml    # learning-rate range tes
 python -m project weights resnet18                     # fetch or locate pretrained weights
 python -m project sweep --config configs/cnn.yaml --sweep configs/sweeps/cnn.yaml --trials 20
 python -m project prune --ckpt_path CKPT --amount 0.3  # fewer channels, fine-tuned (prune.py)
-python -m project quantize --ckpt_path CKPT             # static int8 (project/quantize.py)
+python -m project quantize --ckpt_path CKPT             # static int8 (project/deploy/quantize.py)
 python -m project serve --ckpt_path CKPT               # HTTP server + page (project/serve/)
 """
 
 import importlib
 import sys
 
-from project.collector import paused_for_imports, skip_collection_at_exit
+from project.core.gc_pause import paused_for_imports, skip_collection_at_exit
 
 # Commands with their own argument parser (not LightningCLI's subcommands).
 COMMANDS = {
     "check": "project.data.check",  # the data check
-    "export": "project.export",  # ONNX / torch.export / AOTInductor export, parity-checked
-    "lr_find": "project.lr_find",  # the learning-rate range test
+    "export": "project.deploy.export",  # ONNX / torch.export / AOTInductor export, parity-checked
+    "lr_find": "project.lit.lr_find",  # the learning-rate range test
     "sweep": "project.sweep.cli",  # hyperparameter search with Optuna (project/sweep/)
-    "prune": "project.prune",  # structural channel pruning, then fine-tuning
-    "quantize": "project.quantize",  # static int8 (ONNX Runtime, PT2E), measured against fp32
+    "prune": "project.deploy.prune",  # structural channel pruning, then fine-tuning
+    "quantize": "project.deploy.quantize",  # static int8 (ONNX Runtime, PT2E), against fp32
     "serve": "project.serve.cli",  # HTTP server and page (LitServe)
-    "weights": "project.weights",  # download / locate pretrained weights
+    "weights": "project.models.weights",  # download / locate pretrained weights
 }
 
 
@@ -32,12 +32,13 @@ def run() -> None:
     """The command line (``python -m project`` and the ``image-classifier`` script)."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     try:
-        with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/collector.py)
-            module = importlib.import_module(COMMANDS.get(command, "project.cli"))
+        # torch, Lightning, ...: about 0.9 s less (project/core/gc_pause.py)
+        with paused_for_imports():
+            module = importlib.import_module(COMMANDS.get(command, "project.lit.cli"))
         if command in COMMANDS:
             raise SystemExit(module.main(sys.argv[2:]))
-        module.main()  # fit / validate / test / predict: LightningCLI (project/cli.py)
-    finally:  # a command line's exit: about 1 s less (project/collector.py)
+        module.main()  # fit / validate / test / predict: LightningCLI (project/lit/cli.py)
+    finally:  # a command line's exit: about 1 s less (project/core/gc_pause.py)
         skip_collection_at_exit()
 
 

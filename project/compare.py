@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from project.checkpoints import load_checkpoint, network_state
-from project.plot import Scalars, plot_runs, read_scalars
-from project.steps import loss_floor
+from project.core.loss import loss_floor
+from project.runs.checkpoints import load_checkpoint, network_state
+from project.runs.curves import Scalars, plot_runs, read_scalars
 
 LOOPS = {"lightning": "project", "manual": "project.manual"}
 
@@ -131,7 +131,7 @@ def main(args: list[str] | None = None) -> dict:
         floor = loss_floor(recipe.num_classes, recipe.label_smoothing)
         print(
             f"the losses include label smoothing {recipe.label_smoothing}: a perfect model's "
-            f"loss is {floor:.3f} here, not 0 (loss_floor in project/steps.py)"
+            f"loss is {floor:.3f} here, not 0 (loss_floor in project/core/loss.py)"
         )
     png = plot_runs(
         {"Lightning": scalars["lightning"], "manual": scalars["manual"]},

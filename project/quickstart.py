@@ -12,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from project.collector import paused_for_imports, skip_collection_at_exit
+from project.core.gc_pause import paused_for_imports, skip_collection_at_exit
 
 
 def fit_then_test(args: list[str]) -> dict[str, float]:
-    from project.cli import main  # here, not at the top: as a command it is loaded below, paused
-    from project.steps import loss_floor
+    from project.core.loss import loss_floor
+    from project.lit.cli import (
+        main,  # here, not at the top: as a command it is loaded below, paused
+    )
 
     start = time.perf_counter()
     cli = main(["fit", *args])
@@ -39,15 +41,15 @@ def fit_then_test(args: list[str]) -> dict[str, float]:
         floor = loss_floor(recipe.num_classes, smoothing)
         print(
             f"the losses include label smoothing {smoothing}: a perfect model's loss is "
-            f"{floor:.3f} here, not 0 (loss_floor in project/steps.py)"
+            f"{floor:.3f} here, not 0 (loss_floor in project/core/loss.py)"
         )
     return results[0]
 
 
 if __name__ == "__main__":
-    with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/collector.py)
-        import project.cli  # noqa: F401  (fit_then_test's import then finds it loaded)
+    with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/core/gc_pause.py)
+        import project.lit.cli  # noqa: F401  (fit_then_test's import then finds it loaded)
     try:
         fit_then_test(sys.argv[1:])
-    finally:  # a command line's exit: about 1 s less (project/collector.py)
+    finally:  # a command line's exit: about 1 s less (project/core/gc_pause.py)
         skip_collection_at_exit()

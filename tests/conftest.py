@@ -25,7 +25,7 @@ def fitted(digits_root, tmp_path_factory) -> dict:
     """One real 2-epoch fit of configs/cnn.yaml on the digits, shared by every test that needs a
     trained checkpoint (its best and last checkpoints, its log folder, its arguments). Read it,
     never write into it: other test files see the same files."""
-    from project.cli import main  # Lightning: imported only by tests that train
+    from project.lit.cli import main  # Lightning: imported only by tests that train
 
     log_dir = tmp_path_factory.mktemp("logs")
     args = quick_args(digits_root, log_dir)

@@ -46,9 +46,9 @@ def test_an_option_trains_like_the_plain_network(channels_last, compile):
 
 
 def test_channels_last_auto_follows_precision_and_device():
-    """The rule of project/precision.py: NHWC in reduced precision on hardware made for it."""
+    """The rule of project/core/precision.py: NHWC in reduced precision on hardware made for it."""
+    from project.core.precision import cpu_has_native_bf16, resolve_channels_last
     from project.core.recipe import CNNRecipe
-    from project.precision import cpu_has_native_bf16, resolve_channels_last
 
     assert resolve_channels_last("auto", "cpu", "32-true") is False
     assert resolve_channels_last("auto", "cpu", "bf16-mixed") is cpu_has_native_bf16()

@@ -1,5 +1,5 @@
 """Augmentation beyond crop and flip: MixUp / CutMix on the device with soft targets
-(project/augment.py) and the TrivialAugment / RandAugment presets (project/data/transforms.py).
+(project/core/mixing.py) and the TrivialAugment / RandAugment presets (project/data/transforms.py).
 Each option trains through both loops' entry points (1 epoch, tiny images) and must train other
 weights than the same seeded run without it."""
 
@@ -11,11 +11,11 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from project.augment import hard_labels, mix_batch
-from project.checkpoints import load_checkpoint
-from project.cli import main as lightning_main
+from project.core.loss import classification_loss
+from project.core.mixing import hard_labels, mix_batch
+from project.lit.cli import main as lightning_main
 from project.manual.cli import run as manual_run
-from project.steps import classification_loss
+from project.runs.checkpoints import load_checkpoint
 
 from .helpers import CNN_CONFIG, make_class_folders
 

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import get_model, get_model_weights
 
+from project.core.optimizer import build_optimizer
 from project.core.recipe import ResNetRecipe
 from project.models.transfer import TransferNetwork
-from project.optim import build_optimizer
-from project.weights import WeightsError, cache_file
+from project.models.weights import WeightsError, cache_file
 
 from .helpers import make_class_folders, small_resnet_args
 
@@ -140,7 +140,7 @@ def test_unknown_backbone_and_weights_names_are_one_line_errors():
 def test_one_epoch_through_both_loops(name, tmp_path):
     """The whole path a user takes with --model.init_args.backbone NAME: config, data, both loops.
     No callbacks (checkpoints of ViT-B with AdamW state are a gigabyte); three training steps."""
-    from project.cli import main as lightning_main
+    from project.lit.cli import main as lightning_main
     from project.manual.cli import run as manual_run
 
     root = make_class_folders(tmp_path / "images", {"a": 8, "b": 8}, size=(40, 36))

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from project.data.cache import CacheTooLarge, cached_size, plan_cache
-from project.data.datamodule import ImageDataModule
+from project.lit.datamodule import ImageDataModule
 
 from .helpers import png_header_claiming
 

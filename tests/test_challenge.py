@@ -18,8 +18,8 @@ import torch
 from lightning.pytorch import Callback
 from torchvision.models import ResNet18_Weights, resnet18
 
-from project.cli import main
-from project.weights import cache_file
+from project.lit.cli import main
+from project.models.weights import cache_file
 
 from .helpers import RESNET_CONFIG
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from project.cli import main as lightning_main
 from project.data.check import main as check_main
-from project.data.datamodule import ImageDataModule
 from project.data.datasets import DataError, scan_csv
 from project.data.images import load_image
+from project.lit.cli import main as lightning_main
+from project.lit.datamodule import ImageDataModule
 
 from .helpers import (
     make_class_folders,

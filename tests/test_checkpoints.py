@@ -1,4 +1,5 @@
-"""project/checkpoints.py function by function: what each promises, checked in-process and fast.
+"""project/runs/checkpoints.py function by function: what each promises, checked in-process and
+fast.
 
 The end-to-end tests (tests/test_reliability.py: damaged files, kill -9, SIGTERM, code-carrying
 pickles) run these functions through both loops' commands; these tests, the atomic writes' among
@@ -17,8 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from project import checkpoints
-from project.checkpoints import (
+from project.core.errors import InputError
+from project.runs import checkpoints
+from project.runs.checkpoints import (
     CheckpointError,
     fill_network,
     lightning_state_dict,
@@ -31,7 +33,6 @@ from project.checkpoints import (
     rng_states,
     save_atomic,
 )
-from project.errors import InputError
 
 from .helpers import CreatesMarker
 
@@ -116,9 +117,7 @@ def test_a_crash_during_a_save_leaves_the_previous_checkpoint_whole(tmp_path, mo
 
 @pytest.mark.parametrize("key", ["model", "state_dict"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_non_finite_weights_are_refused_in_either_format_naming_the_first_three(
-    key, bad, tmp_path
-):
+def test_non_finite_weights_are_refused_in_either_format_naming_the_first_three(key, bad, tmp_path):
     weights = {f"layer{i}.weight": torch.tensor([1.0, bad]) for i in range(5)}
     weights["steps"] = torch.tensor([3])  # integer tensors have no NaN: never blamed
     target = tmp_path / "last.ckpt"
@@ -404,17 +403,30 @@ def test_the_states_hold_only_tensors_lists_and_tuples():
 
 
 def test_model_arguments_leave_out_jsonargparse_keys():
-    hparams = {"_class_path": "project.classifier.CNNClassifier", "_instantiator": "x",
-               "num_classes": 10, "optimizer": {"class_path": "torch.optim.SGD"}}
+    hparams = {
+        "_class_path": "project.lit.classifier.CNNClassifier",
+        "_instantiator": "x",
+        "num_classes": 10,
+        "optimizer": {"class_path": "torch.optim.SGD"},
+    }
     assert model_arguments(hparams) == {
-        "num_classes": 10, "optimizer": {"class_path": "torch.optim.SGD"}
+        "num_classes": 10,
+        "optimizer": {"class_path": "torch.optim.SGD"},
     }
 
 
 def test_a_checkpoint_from_before_the_injection_drops_its_optimizer_arguments():
-    hparams = {"num_classes": 10, "optimizer": "adamw", "lr": 0.003, "weight_decay": 5e-4,
-               "momentum": 0.9, "schedule": "onecycle", "step_epochs": 5, "gamma": 0.1,
-               "dropout": 0.25}
+    hparams = {
+        "num_classes": 10,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "weight_decay": 5e-4,
+        "momentum": 0.9,
+        "schedule": "onecycle",
+        "step_epochs": 5,
+        "gamma": 0.1,
+        "dropout": 0.25,
+    }
     assert model_arguments(hparams) == {"num_classes": 10, "dropout": 0.25}
 
 

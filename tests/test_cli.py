@@ -1,4 +1,4 @@
-"""End to end through the real entry point (project.cli.main and ``python -m project``).
+"""End to end through the real entry point (project.lit.cli.main and ``python -m project``).
 
 One short fit on the bundled digits (the session fixture ``fitted``, tests/conftest.py) is shared
 by the tests below; each then checks what a user would look at: checkpoints, TensorBoard events,
@@ -23,7 +23,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from project.cli import main
+from project.lit.cli import main
 from project.manual import settings
 
 from .helpers import (
@@ -94,7 +94,7 @@ def test_predict_writes_one_row_per_image(fitted, digits_root, tmp_path):
                 *batch,
                 f"--ckpt_path={fitted['best']}",
                 f"--data.predict_root={new_images}",
-                "--trainer.callbacks+=project.callbacks.PredictionWriter",
+                "--trainer.callbacks+=project.lit.callbacks.PredictionWriter",
                 f"--trainer.callbacks.output_file={output}",
             ]
         )
@@ -132,7 +132,7 @@ def test_print_config_is_complete_and_runs_again_as_a_config(digits_root, tmp_pa
     config = tmp_path / "printed.yaml"
     config.write_text(printed.stdout)
     complete = yaml.safe_load(printed.stdout)
-    assert complete["model"]["class_path"] == "project.classifier.CNNClassifier"
+    assert complete["model"]["class_path"] == "project.lit.classifier.CNNClassifier"
     shared = callback_names(yaml.safe_load(DEFAULTS_CONFIG.read_text())["trainer"]["callbacks"])
     callbacks = complete["trainer"]["callbacks"]
     assert callback_names(callbacks) == [*shared, "EarlyStopping"]  # defaults, then cnn.yaml's
@@ -257,8 +257,8 @@ def test_tensorboard_serves_the_runs_scalars_images_and_hparams(fitted):
 def test_export_to_onnx_matches_pytorch_at_two_batch_sizes(fitted, tmp_path, digits_root):
     import onnxruntime
 
-    from project.export import main as export_main
-    from project.export import network_from_checkpoint
+    from project.deploy.export import main as export_main
+    from project.deploy.export import network_from_checkpoint
 
     output = tmp_path / "model.onnx"
     assert export_main(["--ckpt_path", str(fitted["best"]), "--output", str(output)]) == 0
@@ -277,7 +277,7 @@ def test_export_to_onnx_matches_pytorch_at_two_batch_sizes(fitted, tmp_path, dig
 
 
 def test_export_refuses_a_checkpoint_naming_foreign_code(tmp_path, capsys):
-    from project.export import main as export_main
+    from project.deploy.export import main as export_main
 
     path = tmp_path / "foreign.ckpt"
     torch.save({"hyper_parameters": {"_class_path": "os.system"}, "state_dict": {}}, path)

@@ -1,4 +1,4 @@
-"""project/collector.py: the command-line entry points load the libraries without garbage
+"""project/core/gc_pause.py: the command-line entry points load the libraries without garbage
 collections, collect again afterwards, and freeze what is alive before Python exits.
 
 Each entry point is started in a fresh process with ``--help`` (which ends in SystemExit): the
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from project.collector import paused_for_imports
+from project.core.gc_pause import paused_for_imports
 
 from .helpers import run_command
 

@@ -1,4 +1,4 @@
-"""project/data/datamodule.py: seeded stratified splits, explicit split folders, loaders."""
+"""project/lit/datamodule.py: seeded stratified splits, explicit split folders, loaders."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 import torch
 
-from project.data.datamodule import ImageDataModule
 from project.data.datasets import DataError
 from project.data.splits import stratified_split
+from project.lit.datamodule import ImageDataModule
 
 from .helpers import make_class_folders, save_image
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from project.checkpoints import load_checkpoint
-from project.cli import main as lightning_main
-from project.plot import read_scalars
+from project.lit.cli import main as lightning_main
+from project.runs.checkpoints import load_checkpoint
+from project.runs.curves import read_scalars
 
 from .helpers import CONFIGS, quick_args
 from .helpers import run_command as run  # to its exit, 600 s at most; fails with the output

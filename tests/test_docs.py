@@ -4,7 +4,8 @@ Every Markdown file of the repository is read generically (no list of today's na
 span (`...`) and each line of a fenced code block becomes a claim, and the test id names the file
 and line, so a failure says which sentence broke:
 
-- names: a path (`project/optim.py`, `configs/cnn.yaml`) exists; a dotted name of the repo's
+- names: a path (`project/core/optimizer.py`, `configs/cnn.yaml`) exists; a dotted name of the
+repo's
   packages (`project.data.transforms.only_square_resize`) imports and has the attribute; a
   `module.attr()` of one of our modules (`signals.stop_requests()`) is that module's attribute; a
   class name (`RunState`) or a call (`evaluate()`) is still written somewhere in the code;
@@ -64,7 +65,7 @@ RUNTIME_FILES = {
     "predictions.csv",  # the prediction writer
     "splits.csv",  # the split file of a data root
     "labels.csv",  # the digits' label file, written with them
-    "curves.png",  # python -m project.plot, make compare
+    "curves.png",  # python -m project.runs.curves, make compare
     "lr_find.png",  # python -m project lr_find
     "confusion_matrix.png",  # test reports
     "top_losses.png",  # test reports

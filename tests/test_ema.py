@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from project.checkpoints import load_checkpoint
-from project.cli import main as lightning_main
+from project.lit.cli import main as lightning_main
 from project.manual.cli import main as manual_main
+from project.runs.checkpoints import load_checkpoint
 
 from .helpers import CNN_CONFIG, CONFIGS, make_class_folders, only_line
 

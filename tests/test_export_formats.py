@@ -11,10 +11,10 @@ import re
 import pytest
 import torch
 
-from project.checkpoints import load_checkpoint
+from project.deploy.export import main as export_main
+from project.deploy.export import network_from_checkpoint
 from project.deploy.pt2 import load_aoti, load_program
-from project.export import main as export_main
-from project.export import network_from_checkpoint
+from project.runs.checkpoints import load_checkpoint
 
 
 def printed_agreement(out: str, name: str) -> tuple[float, float]:

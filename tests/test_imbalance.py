@@ -14,13 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from project.checkpoints import load_checkpoint
-from project.cli import main as lightning_main
+from project.core.loss import classification_loss
 from project.data.check import main as check_main
 from project.data.sampling import ClassBalancedSampler, imbalance_ratio, inverse_frequency_weights
 from project.data.skewed import write_skewed_folder
+from project.lit.cli import main as lightning_main
 from project.manual.cli import run as manual_run
-from project.steps import classification_loss
+from project.runs.checkpoints import load_checkpoint
 
 from .helpers import CNN_CONFIG, assert_same_tensors, only_line
 
@@ -161,8 +161,8 @@ def test_class_weights_of_the_wrong_length_are_a_one_line_error(skewed_root, tmp
 
 
 def test_the_loss_weights_follow_the_training_split(skewed_root):
-    from project.classifier import CNNClassifier
-    from project.data.datamodule import ImageDataModule
+    from project.lit.classifier import CNNClassifier
+    from project.lit.datamodule import ImageDataModule
 
     data = ImageDataModule(root=str(skewed_root), val_fraction=0.4, test_fraction=0.1)
     model = CNNClassifier(num_classes=2, class_weights="auto")

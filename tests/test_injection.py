@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.checkpoints import load_checkpoint, network_state
+from project.runs.checkpoints import load_checkpoint, network_state
 
 from .helpers import CNN_CONFIG, REPO, assert_same_tensors, run_command
 
@@ -67,7 +67,7 @@ def weights(path: Path) -> dict:
 
 
 def logged_lrs(run_folder: Path, tag: str) -> list[float]:
-    from project.plot import read_scalars
+    from project.runs.curves import read_scalars
 
     steps, values = read_scalars(run_folder)[tag]
     return values
@@ -120,7 +120,7 @@ def test_radam_with_reduce_on_plateau_from_the_yaml_in_both_loops(digits_root, t
         "lightning",
         "predict",
         [*args, f"--ckpt_path={lightning_last}", f"--data.predict_root={predict_root}",
-         "--trainer.callbacks+=project.callbacks.PredictionWriter",
+         "--trainer.callbacks+=project.lit.callbacks.PredictionWriter",
          f"--trainer.callbacks.output_file={predictions}"],
     )  # fmt: skip
     with open(predictions) as file:
@@ -161,7 +161,7 @@ def test_a_network_from_the_users_own_package_in_both_loops(digits_root, tmp_pat
     (package / "__init__.py").write_text(USER_PACKAGE)
     config = tmp_path / "my_net.yaml"
     config.write_text(
-        "model:\n  class_path: project.classifier.ImageClassifier\n  init_args:\n"
+        "model:\n  class_path: project.lit.classifier.ImageClassifier\n  init_args:\n"
         "    network:\n      class_path: my_nets.TinyNet\n      init_args: {width: 6}\n"
         "    optimizer:\n      class_path: torch.optim.SGD\n"
         "      init_args: {lr: 0.05, momentum: 0.9, nesterov: true}\n"
@@ -197,7 +197,7 @@ def test_a_network_from_the_users_own_package_in_both_loops(digits_root, tmp_pat
         "lightning",
         "predict",
         [*args, f"--ckpt_path={resumed}", f"--data.predict_root={digits_root / '7'}",
-         "--trainer.callbacks+=project.callbacks.PredictionWriter",
+         "--trainer.callbacks+=project.lit.callbacks.PredictionWriter",
          f"--trainer.callbacks.output_file={predictions}"],
         env,
     )  # fmt: skip

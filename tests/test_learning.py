@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from project.cli import main
+from project.lit.cli import main
 
 from .helpers import CNN_CONFIG
 

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from project.cli import main as lightning_main
+from project.lit.cli import main as lightning_main
 
 from .helpers import CNN_CONFIG, make_class_folders
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.checkpoints import load_checkpoint, network_state
+from project.runs.checkpoints import load_checkpoint, network_state
 
 from .helpers import REPO, assert_same_tensors, quick_args, run_command
 

@@ -1,4 +1,4 @@
-"""``python -m project lr_find`` (project/lr_find.py) on the bundled digits, as a user runs it.
+"""``python -m project lr_find`` (project/lit/lr_find.py) on the bundled digits, as a user runs it.
 
 It must run all its steps although one epoch of the digits is only 19 batches (Lightning's
 LearningRateFinder callback stopped there), print a suggestion that lies in the range where the
@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from project.lr_find import corrected_losses, suggest
+from project.lit.lr_find import corrected_losses, suggest
 
 from .helpers import CNN_CONFIG, run_command
 
@@ -67,7 +67,7 @@ def test_lr_find_on_the_digits_suggests_a_rate_that_trains_well(digits_root, tmp
 def test_the_smoothing_correction_is_guarded_by_lightnings_own_source(monkeypatch, capsys):
     """The pinned Lightning smooths one step late, so lr_find corrects it; a Lightning that no
     longer does gets its losses unchanged, with one line saying so."""
-    from project import lr_find
+    from project.lit import lr_find
 
     assert lr_find.smoothing_is_one_step_late()  # the pinned Lightning (pyproject.toml)
     smoothed = [1.0, 0.8, 0.7]

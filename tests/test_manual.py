@@ -1,4 +1,4 @@
-"""The plain PyTorch loop (project/manual/) against the Lightning loop (project/cli.py).
+"""The plain PyTorch loop (project/manual/) against the Lightning loop (project/lit/cli.py).
 
 Proof of equality on CPU, fp32, deterministic algorithms, same config and seed:
   - both loops end with bit-identical weights and identical per-step losses and learning rates
@@ -19,15 +19,16 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from project import compare, plot
-from project.checkpoints import load_checkpoint
-from project.classifier import CNNClassifier
-from project.cli import main as lightning_main
+from project import compare
+from project.lit.classifier import CNNClassifier
+from project.lit.cli import main as lightning_main
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
 from project.manual.run_log import other_loggers_note
 from project.manual.settings import logger_classes
 from project.manual.trainer_options import plain_logger
+from project.runs import curves as plot
+from project.runs.checkpoints import load_checkpoint
 
 from .helpers import (
     CNN_CONFIG,
@@ -252,7 +253,7 @@ def test_manual_checkpoints_hold_the_whole_state_and_no_temporary_files(straight
     steps = len(straight["manual"].history.step_losses)
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (2, steps)
     assert checkpoint["hyper_parameters"]["num_classes"] == 10
-    assert checkpoint["config"]["model"]["class_path"] == "project.classifier.CNNClassifier"
+    assert checkpoint["config"]["model"]["class_path"] == "project.lit.classifier.CNNClassifier"
 
 
 @pytest.mark.slow
@@ -395,4 +396,3 @@ def test_compare_runs_both_loops_and_finds_identical_weights(digits_root, tmp_pa
         assert row in table
     assert result["summaries"]["manual"]["optimizer steps"] == 30
     assert (tmp_path / "compare" / "curves.png").stat().st_size > 10_000
-

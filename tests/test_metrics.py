@@ -1,4 +1,5 @@
-"""project/metrics.py: per-class precision / recall / F1, macro and weighted means, top-5 and the
+"""project/core/metrics.py: per-class precision / recall / F1, macro and weighted means, top-5 and
+the
 confusion matrix, checked against numbers worked out by hand (and against batches split
 differently: the result must not depend on how the images were batched)."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from project.metrics import EvaluationMetrics
+from project.core.metrics import EvaluationMetrics
 
 
 def logits_for(predicted: list[int], classes: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.checkpoints import load_checkpoint, network_state
+from project.runs.checkpoints import load_checkpoint, network_state
 
 from .helpers import BOUND_SECONDS, CNN_CONFIG, REPO, kill_group, save_image, tail
 

@@ -60,7 +60,7 @@ def test_the_overfit_preset_memorizes_one_batch_step_for_step_the_same_in_both_l
     end at exactly 100% of it (with the shuffle left on, the manual loop ended at 98.4%)."""
     from lightning.pytorch.callbacks import Callback
 
-    from project.cli import main  # Lightning: imported only by tests that train
+    from project.lit.cli import main  # Lightning: imported only by tests that train
 
     class StepLosses(Callback):
         def __init__(self):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.cli import main as lightning_main
+from project.lit.cli import main as lightning_main
 from project.manual.cli import run as manual_run
 
 from .helpers import quick_args

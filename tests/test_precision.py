@@ -1,12 +1,12 @@
-"""project/precision.py: "auto" picks a native precision; an explicit precision always wins."""
+"""project/core/precision.py: "auto" picks a native precision; an explicit precision always wins."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from project import precision
-from project.precision import resolve_precision
+from project.core import precision
+from project.core.precision import resolve_precision
 
 
 @pytest.mark.parametrize("explicit", ["32-true", "bf16-mixed", "16-mixed", 32])

@@ -1,4 +1,5 @@
-"""PredictionWriter (project/callbacks.py), the CSV that ``predict`` leaves: exact rows and columns.
+"""PredictionWriter (project/lit/callbacks.py), the CSV that ``predict`` leaves: exact rows and
+columns.
 
 The end-to-end tests (tests/test_cli.py, tests/test_reports.py) run ``predict`` for real and check
 each path's prediction against a one-image-per-batch run. These call the writer itself with what
@@ -16,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from project.callbacks import PredictionWriter
+from project.lit.callbacks import PredictionWriter
 
 CLASSES = ["cat", "dog", "fox", "owl", "yak", "emu", "elk"]
 
@@ -37,8 +38,10 @@ def batch(paths, probabilities) -> dict:
 
 
 PREDICTIONS = [
-    batch(["a.png", "b.png"], [[0.1, 0.6, 0.05, 0.04, 0.12, 0.05, 0.04],
-                               [0.02, 0.03, 0.05, 0.7, 0.1, 0.04, 0.06]]),
+    batch(
+        ["a.png", "b.png"],
+        [[0.1, 0.6, 0.05, 0.04, 0.12, 0.05, 0.04], [0.02, 0.03, 0.05, 0.7, 0.1, 0.04, 0.06]],
+    ),
     batch(["c.png"], [[0.3, 0.05, 0.04, 0.06, 0.03, 0.27, 0.25]]),
 ]
 
@@ -121,6 +124,6 @@ def test_a_batch_whose_columns_disagree_is_an_error(tmp_path):
 
 def test_the_written_path_is_announced(tmp_path, monkeypatch):
     announced = []
-    monkeypatch.setattr("project.callbacks.rank_zero_info", announced.append)
+    monkeypatch.setattr("project.lit.callbacks.rank_zero_info", announced.append)
     path = write(tmp_path)
     assert announced == [f"predictions written to {path}"]

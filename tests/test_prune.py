@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.cli import main as cli_main
+from project.deploy.prune import main as prune_main
+from project.lit.cli import main as cli_main
 from project.models.pruned import PruningRecordError, layer_widths, shrink_to
-from project.prune import main as prune_main
 
 from .helpers import REPO
 
@@ -85,7 +85,7 @@ def test_pruned_checkpoint_tests_with_the_accuracy_prune_printed(pruned, fitted)
 def test_pruned_checkpoint_exports_to_onnx_with_the_same_predictions(pruned):
     import onnxruntime
 
-    from project.export import export_onnx, network_from_checkpoint
+    from project.deploy.export import export_onnx, network_from_checkpoint
 
     network, settings = network_from_checkpoint(pruned["path"])
     assert layer_widths(network)["backbone.0.0"] == [3, 22, 1]

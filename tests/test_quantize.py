@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from project.deploy.pt2 import load_program
-from project.quantize import main as quantize_main
+from project.deploy.quantize import main as quantize_main
 
 ROW = re.compile(
     r"^(?P<backend>\w+) +fp32 acc (?P<fp32>[\d.]+) +int8 acc (?P<int8>[\d.]+) +"

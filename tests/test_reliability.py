@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.checkpoints import (
-    load_checkpoint,
-)
-from project.cli import main as lightning_main
+from project.lit.cli import main as lightning_main
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer, WeightsError
+from project.runs.checkpoints import (
+    load_checkpoint,
+)
 
 from .helpers import (
     CNN_CONFIG,

@@ -1,4 +1,5 @@
-"""The test report (project/reports.py) and per-class metrics in both loops: ``test`` writes the
+"""The test report (project/runs/test_report.py) and per-class metrics in both loops: ``test``
+writes the
 classification report (CSV + printed table) and the confusion-matrix PNG next to the checkpoint's
 run, the same numbers from either loop; val/f1_macro can choose the best checkpoint in both."""
 
@@ -13,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from project.cli import main as lightning_main
-from project.figures import TILE, prediction_grid_image
+from project.lit.cli import main as lightning_main
 from project.manual.cli import run as manual_run
-from project.monitoring import TopLosses, class_example_indices
-from project.reports import format_table, report_folder, write_report
+from project.runs.tensorboard_extras import TopLosses, class_example_indices
+from project.runs.tensorboard_images import TILE, prediction_grid_image
+from project.runs.test_report import format_table, report_folder, write_report
 
 from .helpers import CNN_CONFIG, assert_same_predictions, make_class_folders
 
@@ -86,7 +87,7 @@ def test_the_report_files_and_table_are_exactly_as_documented(tmp_path, capsys):
 PREDICT_TOP3 = """
 trainer:
   callbacks:
-    - class_path: project.callbacks.PredictionWriter
+    - class_path: project.lit.callbacks.PredictionWriter
       init_args:
         output_file: {output}
         top_k: 3

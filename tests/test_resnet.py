@@ -10,9 +10,9 @@ from lightning.pytorch import Trainer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.models import ResNet18_Weights, resnet18
 
-from project.classifier import ResNetClassifier
-from project.cli import main
-from project.data.datamodule import ImageDataModule
+from project.lit.classifier import ResNetClassifier
+from project.lit.cli import main
+from project.lit.datamodule import ImageDataModule
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer, WeightsError, torchvision_cache_file
 

@@ -338,7 +338,7 @@ def group_members(group: int) -> list[str]:
 @pytest.mark.slow
 def test_onnx_file_answers_as_the_checkpoint(fitted, digits_root, tmp_path):
     """--onnx reads class names and preprocessing from the file's metadata: the same answer."""
-    from project.export import export_onnx, network_from_checkpoint
+    from project.deploy.export import export_onnx, network_from_checkpoint
     from project.serve.api import ClassifierAPI
 
     network, settings = network_from_checkpoint(fitted["best"])

@@ -78,7 +78,7 @@ def test_test_without_a_checkpoint_says_it_evaluates_untrained_weights(digits_ro
 
 
 def test_a_top_level_optimizer_option_names_the_models_own(capsys):
-    from project.cli import main
+    from project.lit.cli import main
 
     with pytest.raises(SystemExit) as stopped:
         main(["fit", "--config", CNN_CONFIG, "--optimizer", "torch.optim.SGD"])

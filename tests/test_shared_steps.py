@@ -2,7 +2,7 @@
 and the plain-PyTorch modules load without Lightning.
 
 - ``TinyRecipe`` below is a third recipe defined only here (``TinyClassifier`` its Lightning
-  adapter, as project/classifier.py's). Its model-specific behaviour (pretrained weights,
+  adapter, as project/lit/classifier.py's). Its model-specific behaviour (pretrained weights,
   freezing per epoch) reaches both loops through the recipe's hooks ``load_pretrained_weights``
   and ``prepare_epoch``; both loops train it to bit-identical weights. The manual loop takes the
   recipe's class path (it imports no LightningModule).
@@ -18,12 +18,12 @@ import pytest
 import torch
 from torch import nn
 
-from project.checkpoints import load_checkpoint, network_state
-from project.classifier import ClassifierModule
-from project.cli import main as lightning_main
 from project.core.recipe import ClassifierRecipe
+from project.lit.classifier import ClassifierModule
+from project.lit.cli import main as lightning_main
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
+from project.runs.checkpoints import load_checkpoint, network_state
 
 from .helpers import only_line
 
@@ -57,7 +57,7 @@ class TinyRecipe(ClassifierRecipe):
 
 
 class TinyClassifier(ClassifierModule):
-    """TinyRecipe in Lightning (the adapter pattern of project/classifier.py)."""
+    """TinyRecipe in Lightning (the adapter pattern of project/lit/classifier.py)."""
 
     def __init__(self, **kwargs):
         super().__init__()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from project.core.errors import InputError
 from project.data.split_file import (
     SplitFileError,
     apply_split_file,
@@ -20,7 +21,6 @@ from project.data.split_file import (
     split_rows,
     write_split_file,
 )
-from project.errors import InputError
 
 CLASSES = ["cat", "dog"]
 

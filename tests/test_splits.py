@@ -9,12 +9,12 @@ import csv
 import pytest
 import torch
 
-from project.checkpoints import load_checkpoint
-from project.cli import main as lightning_main
-from project.data.datamodule import ImageDataModule
 from project.data.split_file import SplitFileError, split_hash
+from project.lit.cli import main as lightning_main
+from project.lit.datamodule import ImageDataModule
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
+from project.runs.checkpoints import load_checkpoint
 
 from .helpers import CNN_CONFIG, make_class_folders, only_line
 

@@ -1,4 +1,5 @@
-"""project/steps.py, the step pieces both loops share: each function against what it promises,
+"""project/core/loss.py and project/core/steps.py, the step pieces both loops share: each function
+against what it promises,
 in process and fast (tests/test_shared_steps.py proves the loops equal end to end)."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from project.errors import LossNotFinite
-from project.steps import check_finite, classification_loss, forward, loss_floor, sum_dtype
+from project.core.errors import LossNotFinite
+from project.core.loss import check_finite, classification_loss, loss_floor
+from project.core.steps import forward, sum_dtype
 
 
 class LayoutSpy(nn.Module):

@@ -76,7 +76,7 @@ def test_two_workers_share_the_study_prune_resume_and_the_best_runs_as_a_config(
     assert len(optuna.load_study(study_name="sweep", storage=study._storage).trials) == 5
 
     # best.yaml runs as one more --config and sets the best trial's values.
-    from project.cli import main as lightning_main
+    from project.lit.cli import main as lightning_main
 
     best = optuna.load_study(study_name="sweep", storage=study._storage).best_trial
     best_yaml = str(folder / "best.yaml")
@@ -88,9 +88,7 @@ def test_two_workers_share_the_study_prune_resume_and_the_best_runs_as_a_config(
 
 
 @pytest.mark.slow
-def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
-    digits_root, tmp_path
-):
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(digits_root, tmp_path):
     folder = tmp_path / "sweep"
     sweep = sweep_file(tmp_path, {LR: {"choices": [1e30]}}, pruner="none")  # the loss goes NaN
     assert main(sweep_args(digits_root, folder, sweep, trials=2)) == 0

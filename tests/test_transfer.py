@@ -18,12 +18,12 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-from project.checkpoints import load_checkpoint
-from project.cli import main as lightning_main
-from project.features import FeatureCache
+from project.lit.cli import main as lightning_main
 from project.manual.cli import run as manual_run
+from project.models.feature_cache import FeatureCache
 from project.models.transfer import TransferNetwork
-from project.weights import main as weights_main
+from project.models.weights import main as weights_main
+from project.runs.checkpoints import load_checkpoint
 
 from .helpers import (
     DEFAULTS_CONFIG,

@@ -3,7 +3,7 @@
 Check it with ``python -m exercises.check 1 --solution``. The project's full version, with CSV
 files, EXIF orientation, 16-bit images and clear errors for broken files, is ``ImageDataset`` in
 project/data/datasets.py, ``load_image`` in project/data/images.py and ``ImageDataModule._loader``
-in project/data/datamodule.py.
+in project/lit/datamodule.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Check it with ``python -m exercises.check 3 --solution``. The project's version also keeps the LR
 scheduler, the gradient scaler, the random-generator states and the config, and writes the file
-atomically: project/checkpoints.py and ``RunState`` in project/manual/run_state.py.
+atomically: project/runs/checkpoints.py and ``RunState`` in project/manual/run_state.py.
 """
 
 from __future__ import annotations

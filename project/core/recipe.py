@@ -11,7 +11,7 @@ smoothing, class weights), MixUp/CutMix, the named parameter groups (``backbone`
 their learning-rate ratio) and the training stages (what is frozen in which epoch), and the
 optimizer and LR schedule built from the injected ``optimizer`` / ``lr_scheduler`` callables.
 
-Both loops use it: the LightningModules of project/classifier.py wrap a recipe (their
+Both loops use it: the LightningModules of project/lit/classifier.py wrap a recipe (their
 ``__init__`` arguments are the recipe's, so a YAML config is the same for both), and the manual
 loop (project/manual/) calls it directly. No Lightning import: this is plain PyTorch.
 
@@ -23,7 +23,7 @@ the YAML or on the command line, e.g.
     --model.init_args.lr_scheduler torch.optim.lr_scheduler.ReduceLROnPlateau
 
 The two schedules that need the run's step count, ``onecycle`` and ``warmup_cosine``, are named
-(project/optim.py).
+(project/core/optimizer.py).
 """
 
 from __future__ import annotations
@@ -34,16 +34,17 @@ from typing import Literal
 import torch
 from torch import nn
 
-from project.augment import mix_batch
+from project.core.errors import InputError
+from project.core.loss import classification_loss
+from project.core.mixing import mix_batch
+from project.core.optimizer import NamedSchedule, Schedule, build_optimizer, build_schedule
+from project.core.precision import resolve_channels_last
+from project.core.steps import forward
 from project.data.sampling import inverse_frequency_weights
-from project.errors import InputError
-from project.features import FeatureCache, FeatureCacheError
 from project.models.cnn import SmallCNN
+from project.models.feature_cache import FeatureCache, FeatureCacheError
 from project.models.pruned import shrink_to
 from project.models.transfer import Stage, TransferNetwork
-from project.optim import NamedSchedule, Schedule, build_optimizer, build_schedule
-from project.precision import resolve_channels_last
-from project.steps import classification_loss, forward
 
 # The types LightningCLI calls OptimizerCallable and LRSchedulerCallable (lightning.pytorch.cli),
 # written out here so that this module needs no Lightning: jsonargparse reads them the same way.
@@ -110,12 +111,13 @@ class ClassifierRecipe:
             channels_last: weights and batches in NHWC memory order (faster convolutions on
                 recent GPUs and some CPUs; measured in benchmarks/accelerator_options.py). auto:
                 on in reduced precision on a GPU or a CPU with native bf16, off in float32
-                (project/precision.py resolve_channels_last), decided by prepare_network.
+                (project/core/precision.py resolve_channels_last), decided by prepare_network.
             compile: ``torch.compile`` the network (its first steps compile; a C++ compiler is
                 needed on CPU). In place: checkpoint keys stay ``network.*``.
             class_weights: weight each class's share of the loss: auto (inverse frequency in
                 the training split, project/data/sampling.py) or one number per class.
-            mixup_alpha: MixUp's Beta(alpha, alpha) per training batch, 0: off (project/augment.py).
+            mixup_alpha: MixUp's Beta(alpha, alpha) per training batch, 0: off
+            (project/core/mixing.py).
             cutmix_alpha: CutMix's Beta(alpha, alpha) per training batch; 0 is off.
             pruning: written by ``python -m project prune``, not by hand: {amount, source,
                 layers: {layer name: widths}}; the network is built with those layer widths
@@ -160,7 +162,7 @@ class ClassifierRecipe:
 
     def forward(self, images: torch.Tensor, network: nn.Module | None = None) -> torch.Tensor:
         """The logits of ``network`` (default: this recipe's; the manual loop passes its DDP
-        wrapper) for ``images``, NHWC when channels_last (project/steps.py)."""
+        wrapper) for ``images``, NHWC when channels_last (project/core/steps.py)."""
         return forward(self.network if network is None else network, images, self.channels_last)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -168,7 +170,7 @@ class ClassifierRecipe:
 
     def mix(self, images: torch.Tensor, labels: torch.Tensor):
         """MixUp / CutMix of a training batch on the device: (images, targets); unchanged when
-        both alphas are 0. Both loops call it before the forward pass (project/augment.py)."""
+        both alphas are 0. Both loops call it before the forward pass (project/core/mixing.py)."""
         return mix_batch(images, labels, self.num_classes, self.mixup_alpha, self.cutmix_alpha)
 
     def use_class_counts(self, counts: Sequence[int] | None) -> None:
@@ -209,7 +211,7 @@ class ClassifierRecipe:
     # ---- optimizer and schedule --------------------------------------------------------------
 
     def configure_optimizers(self, total_steps: int) -> Schedule:
-        """The optimizer over the named groups, and its schedule (project/optim.py).
+        """The optimizer over the named groups, and its schedule (project/core/optimizer.py).
 
         ``total_steps``: optimizer steps in the whole run (Lightning:
         trainer.estimated_stepping_batches), the length of onecycle and warmup_cosine."""
@@ -278,7 +280,7 @@ class ResNetRecipe(ClassifierRecipe):
             backbone: a torchvision classification model: resnet18, resnet50, efficientnet_b0,
                 mobilenet_v3_small, convnext_tiny, vit_b_16, ... (its head is found and replaced).
             weights: DEFAULT or a torchvision weights name (IMAGENET1K_V1), a local .pth/.ckpt
-                file, or null for random init (project/weights.py).
+                file, or null for random init (project/models/weights.py).
             freeze_backbone_epochs: train only the head for this many epochs; null keeps the
                 backbone frozen for the whole run, 0 never freezes it.
             last_block_epochs: after the head-only epochs, train the head and the backbone's last
@@ -289,7 +291,7 @@ class ResNetRecipe(ClassifierRecipe):
             backbone_options: keyword arguments for torchvision's builder, e.g.
                 {image_size: 64} for vit_* at 64 px.
             cache_features: while the backbone is frozen, compute each image's features once
-                (project/features.py); needs data.augmentation: none.
+                (project/models/feature_cache.py); needs data.augmentation: none.
         """
         # Built without weights: they are read by load_pretrained_weights() only, so testing or
         # predicting from a checkpoint never needs the (possibly absent) pretrained file.
@@ -346,7 +348,10 @@ class ResNetRecipe(ClassifierRecipe):
 
 
 # The LightningModule class names the configs use, and the recipe each wraps: the manual loop reads
-# the same YAML (model.class_path: project.classifier.CNNClassifier) and builds the recipe.
+# the same YAML (model.class_path: project.lit.classifier.CNNClassifier) and builds the recipe.
+# The modules that may hold them: where they live, then project/classifier.py, the alias module
+# that configs, run folders' config.yaml and checkpoints written before the move still name.
+LIGHTNING_MODULES = ("project.lit.classifier", "project.classifier")
 RECIPES = {
     "ImageClassifier": ClassifierRecipe,
     "CNNClassifier": CNNRecipe,

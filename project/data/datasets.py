@@ -7,7 +7,8 @@ This is the workshop's Dataset exercise written out (not a wrapper of torchvisio
     image, label = dataset[0]                                  # uint8 3xHxW tensor (or transformed)
 
 Every problem found while building a dataset raises DataError with the file, row or folder in the
-message, before any training starts. The data check (project/data/check.py) runs the same scans with
+message, before any training starts. The data check (project/data/check.py) runs the same scans
+with
 a ``problems`` list instead, to report every problem at once rather than stop at the first.
 """
 
@@ -21,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from project.core.errors import InputError
 from project.data.images import ImageLoadError, is_hidden, is_image_file, load_image
-from project.errors import InputError
 
 Sample = tuple[Path, int]  # (image file, class index)
 Transform = Callable[[torch.Tensor], torch.Tensor]

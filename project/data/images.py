@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from project.core.errors import InputError
 from project.data.decode import decode_plain
-from project.errors import InputError
 
 # Matched case-insensitively: "photo.JPG" is an image too.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

@@ -1,7 +1,7 @@
 """ImageData: the one place that turns image files into train/val/test/predict DataLoaders.
 
 Plain PyTorch, no Lightning import: the manual loop (project/manual/) uses it directly, and the
-Lightning loop through ``ImageDataModule`` (project/data/datamodule.py), a thin adapter that adds
+Lightning loop through ``ImageDataModule`` (project/lit/datamodule.py), a thin adapter that adds
 Lightning's hooks. Both get the same splits, transforms, cache and loaders. Sources:
 
 - ``root`` with class folders ``root/<class>/<image>``: split by ``val_fraction``/``test_fraction``

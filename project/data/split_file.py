@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from project.errors import InputError
+from project.core.errors import InputError
 
 FILE_NAME = "splits.csv"
 SPLITS = ("train", "val", "test")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from project.checkpoints import CheckpointError
+from project.core.errors import InputError
 from project.data.pipeline import ImageData
-from project.errors import InputError
+from project.runs.checkpoints import CheckpointError
 
 
 def checkpoint_data(checkpoint: dict, path: str | Path) -> ImageData:

@@ -1,6 +1,6 @@
 """Output files of export and quantize: refused early when they cannot be written, and written
 atomically (a temporary file in the same folder, then ``os.replace``), as checkpoints are
-(project/checkpoints.py ``save_atomic``), so a failure never leaves a half-written model.
+(project/runs/checkpoints.py ``save_atomic``), so a failure never leaves a half-written model.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from project.errors import InputError
+from project.core.errors import InputError
 
 
 class OutputError(InputError):

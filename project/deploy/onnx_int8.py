@@ -1,7 +1,7 @@
 """Static int8 with ONNX Runtime: QDQ format, per-channel weights, activations calibrated on
 images of the checkpoint's training split (``python -m project quantize --backend onnxruntime``).
 
-The fp32 ONNX file (project/export.py ``export_onnx``) is first prepared with ONNX Runtime's
+The fp32 ONNX file (project/deploy/export.py ``export_onnx``) is first prepared with ONNX Runtime's
 ``quant_pre_process`` (shape inference and graph optimization, which folds BatchNorm into the
 convolutions so they quantize as one), then ``quantize_static`` inserts QuantizeLinear /
 DequantizeLinear pairs; ONNX Runtime's CPU provider runs the pairs around convolutions and matrix

@@ -8,12 +8,13 @@ The command itself is project/manual/cli.py (``run`` and ``main``, which tests c
 this file only starts it, with the garbage collector paused while the libraries load.
 """
 
-from project.collector import paused_for_imports, skip_collection_at_exit
+from project.core.gc_pause import paused_for_imports, skip_collection_at_exit
 
 if __name__ == "__main__":
-    with paused_for_imports():  # torch, torchvision, ...: about 0.9 s less (project/collector.py)
+    # torch, torchvision, ...: about 0.9 s less (project/core/gc_pause.py)
+    with paused_for_imports():
         from project.manual.cli import main
     try:
         main()
-    finally:  # a command line's exit: about 1 s less (project/collector.py)
+    finally:  # a command line's exit: about 1 s less (project/core/gc_pause.py)
         skip_collection_at_exit()

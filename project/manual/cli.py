@@ -10,8 +10,8 @@ Lightning runs' version_<n>/, under the same tag names, so one TensorBoard overl
 
 from __future__ import annotations
 
-from project.checkpoints import load_network_weights
-from project.errors import exit_on_error
+from project.core.errors import exit_on_error
+from project.core.metrics import EvaluationMetrics
 from project.manual import distributed
 from project.manual.loop import evaluate, fit
 from project.manual.settings import (
@@ -23,9 +23,9 @@ from project.manual.settings import (
     seed_everything,
 )
 from project.manual.signals import stop_requests
-from project.metrics import EvaluationMetrics
-from project.monitoring import top_losses_image
-from project.reports import report_folder, write_report
+from project.runs.checkpoints import load_network_weights
+from project.runs.tensorboard_extras import top_losses_image
+from project.runs.test_report import report_folder, write_report
 
 
 def plain_config(config) -> dict:
@@ -78,6 +78,6 @@ def run(args: list[str] | None = None):
 
 def main(args: list[str] | None = None) -> None:
     # Our errors end as one line and an exit status, the same as python -m project's
-    # (project/errors.py): bad input 2, a NaN loss 1, SIGTERM 143, Ctrl-C 130.
+    # (project/core/errors.py): bad input 2, a NaN loss 1, SIGTERM 143, Ctrl-C 130.
     with exit_on_error():
         run(args)

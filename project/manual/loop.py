@@ -3,7 +3,7 @@
     python -m project.manual fit --config configs/cnn.yaml
     python -m project.manual test --config configs/cnn.yaml --ckpt_path PATH/TO/last.ckpt
 
-Read it top to bottom next to project/classifier.py. ``train_one_epoch()`` is one pass over the
+Read it top to bottom next to project/lit/classifier.py. ``train_one_epoch()`` is one pass over the
 training data (Lightning: its fit loop calling ``training_step``), ``evaluate()`` one pass over
 validation or test data (``validation_step`` / ``test_step``), and ``fit()`` the whole run
 (``trainer.fit()``). Each step says what Lightning does there instead ("Lightning: ...").
@@ -36,9 +36,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from project.augment import hard_labels
-from project.checkpoints import restore_rng_states, rng_states
+from project.core.loss import check_finite
+from project.core.metrics import EvaluationMetrics
+from project.core.mixing import hard_labels
+from project.core.optimizer import step_scheduler
 from project.core.recipe import ClassifierRecipe
+from project.core.steps import sum_dtype
 from project.data.pipeline import ImageData
 from project.manual import distributed, replay
 from project.manual.callbacks import BestCheckpoint, EarlyStopping, LatestCheckpoint
@@ -55,10 +58,8 @@ from project.manual.run_log import RunLog
 from project.manual.run_state import History, RunState, checkpoint_identity, read_resume_checkpoint
 from project.manual.settings import LoopSettings
 from project.manual.signals import StopRequest, TrainingInterrupted
-from project.metrics import EvaluationMetrics
-from project.monitoring import TopLosses, class_example_indices, predict_examples
-from project.optim import step_scheduler
-from project.steps import check_finite, sum_dtype
+from project.runs.checkpoints import restore_rng_states, rng_states
+from project.runs.tensorboard_extras import TopLosses, class_example_indices, predict_examples
 
 
 @dataclass
@@ -325,7 +326,8 @@ def epoch_metrics(train_sums: tuple[float, int, int], val: dict, started: float)
 
 def class_examples(network, data: ImageData, classifier, settings: LoopSettings) -> tuple:
     """The first validation images of every class with the model's predictions (Lightning: the
-    ValidationFigures callback does the same with project/monitoring.py's functions)."""
+    ValidationFigures callback does the same with project/runs/tensorboard_extras.py's
+    functions)."""
     dataset = data.datasets["val"]
     indices = class_example_indices(dataset.targets)
     return predict_examples(

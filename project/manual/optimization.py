@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler
 
+from project.core.optimizer import Schedule
 from project.manual.settings import LoopSettings
-from project.optim import Schedule
 
 
 def batch_limit(batches: int, limit: int | float | None) -> int:
@@ -58,7 +58,7 @@ def total_training_steps(batches_per_epoch: int, settings: LoopSettings) -> int:
 
 
 def configure_optimizers(recipe, batches_per_epoch: int, settings: LoopSettings) -> Schedule:
-    """The optimizer over the recipe's named groups and its schedule (project/optim.py)."""
+    """The optimizer over the recipe's named groups and its schedule (project/core/optimizer.py)."""
     return recipe.configure_optimizers(total_training_steps(batches_per_epoch, settings))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from project.checkpoints import restore_rng_states
+from project.runs.checkpoints import restore_rng_states
 
 
 @dataclass

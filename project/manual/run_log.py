@@ -2,7 +2,7 @@
 
 Lightning: TensorBoardLogger (the run folder and scalars), LearningRateMonitor (``lr/<group>``),
 the progress bar's epoch line, and our callbacks ValidationFigures and HyperparametersWithMetrics
-(project/callbacks.py). The tags and steps are the same as the Lightning run's
+(project/lit/callbacks.py). The tags and steps are the same as the Lightning run's
 (tests/test_manual.py checks it), so one TensorBoard overlays both:
 
     lightning_logs/<name>/version_<n>/          python -m project fit
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
+from project.core import threads
 from project.manual import distributed
 from project.manual.settings import LoopSettings
-from project.monitoring import (
+from project.runs.tensorboard_extras import (
     FINAL_METRICS,
     hyperparameters,
     write_hyperparameters,
@@ -69,6 +70,7 @@ class RunLog:
 
         self.writer = SummaryWriter(self.dir) if self.main_process else distributed.NoWriter()
         self.say(f"logging to {self.dir}")
+        self.say(threads.describe())  # the CPU thread rule (project/core/threads.py)
         self.say(other_loggers_note(settings.logger_classes))
         if self.main_process:  # which file went where: splits.csv (project/data/split_file.py)
             data.write_split_file(self.dir)
@@ -102,7 +104,8 @@ class RunLog:
     def epoch(self, epoch: int, step: int, metrics: dict[str, float], val: dict) -> None:
         """After validation: the epoch's scalars, figures and console line."""
         per_class = [tag for tag in metrics if tag.startswith("val/") and tag not in EPOCH_TAGS]
-        for tag in (*EPOCH_TAGS, *per_class):  # per_class: val/f1_macro, ... (project/metrics.py)
+        # per_class: val/f1_macro, ... (project/core/metrics.py)
+        for tag in (*EPOCH_TAGS, *per_class):
             self.writer.add_scalar(tag, metrics[tag], step)
         # The epoch's mean training loss (train/loss is a single step's, every n steps).
         self.writer.add_scalar("train/loss_epoch", metrics["train/loss"], step)

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from project.checkpoints import (
+from project.manual.replay import MidEpoch
+from project.manual.settings import LoopSettings
+from project.runs.checkpoints import (
     CheckpointError,
     fill_network,
     load_checkpoint,
@@ -30,8 +32,6 @@ from project.checkpoints import (
     rng_states,
     save_atomic,
 )
-from project.manual.replay import MidEpoch
-from project.manual.settings import LoopSettings
 
 LOOP_FORMAT = "project.manual"  # marks our checkpoints, so a Lightning .ckpt is never resumed here
 
@@ -58,7 +58,8 @@ class RunState:
     epoch: int = 0  # epochs completed
     global_step: int = 0  # optimizer steps taken
     history: History = field(default_factory=History)
-    schedule: object = None  # project/optim.py Schedule: what step_scheduler needs (monitor)
+    # project/core/optimizer.py Schedule: what step_scheduler needs (monitor)
+    schedule: object = None
 
     def to_checkpoint(self, metrics: dict, mid_epoch: MidEpoch | None = None) -> dict:
         """Everything needed to continue exactly (Lightning: trainer.save_checkpoint)."""
@@ -117,13 +118,13 @@ def model_hyperparameters(recipe, config: dict | None) -> dict:
     own values (class paths of the optimizer and scheduler, not callables), with ``_class_path``
     (the LightningModule that wraps this recipe) and ``_instantiator``, so Lightning rebuilds
     the model from a manual checkpoint too."""
-    from project.core.recipe import RECIPES
+    from project.core.recipe import LIGHTNING_MODULES, RECIPES
 
     model = (config or {}).get("model") or {}
     names = {recipe_class: name for name, recipe_class in RECIPES.items()}
     name = names.get(type(recipe), type(recipe).__name__)
     return {
-        "_class_path": f"project.classifier.{name}",
+        "_class_path": f"{LIGHTNING_MODULES[0]}.{name}",
         **(model.get("init_args") or {}),
         "num_classes": recipe.num_classes,
         "_instantiator": "lightning.pytorch.cli.instantiate_module",

@@ -24,13 +24,13 @@ import torch
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_loader
 
-from project.config_defaults import default_config_files
-from project.core.recipe import RECIPES, ClassifierRecipe
+from project.core.config_defaults import default_config_files
+from project.core.errors import InputError
+from project.core.precision import resolve_precision
+from project.core.recipe import LIGHTNING_MODULES, RECIPES, ClassifierRecipe
 from project.data.pipeline import ImageData
-from project.errors import InputError
 from project.manual.trainer_options import plain_logger, trainer_options
-from project.precision import resolve_precision
-from project.runs import log_location
+from project.runs.folders import log_location
 
 STAGES = ("fit", "validate", "test")
 
@@ -101,9 +101,10 @@ class LoopSettings:
     overfit_batches: int | float = 0.0
 
 
-# The LightningModules the configs name (project/classifier.py), and the plain recipe each wraps:
-# the manual loop reads ``model.class_path: project.classifier.CNNClassifier`` as CNNRecipe.
-LIGHTNING_PREFIX = "project.classifier."
+# The LightningModules the configs name (project/lit/classifier.py, or the old project.classifier),
+# and the plain recipe each wraps: the manual loop reads
+# ``model.class_path: project.lit.classifier.CNNClassifier`` as CNNRecipe.
+LIGHTNING_PREFIXES = tuple(f"{module}." for module in LIGHTNING_MODULES)
 PARSER_MODE = "yaml_recipes"
 
 
@@ -117,9 +118,9 @@ def plain_class_paths(value):
         }
     if isinstance(value, list):
         return [plain_class_paths(item) for item in value]
-    if isinstance(value, str) and value.startswith(LIGHTNING_PREFIX):
-        recipe = RECIPES.get(value.removeprefix(LIGHTNING_PREFIX))
-        if recipe is not None:
+    if isinstance(value, str) and value.startswith(LIGHTNING_PREFIXES):
+        recipe = RECIPES.get(value.rpartition(".")[2])
+        if recipe is not None and value.rpartition(".")[0] in LIGHTNING_MODULES:
             return f"{recipe.__module__}.{recipe.__qualname__}"
     return value
 
@@ -128,7 +129,7 @@ def lightning_class_path(class_path: str) -> str:
     """The LightningModule's class path for a recipe's (the inverse of plain_class_paths)."""
     for name, recipe in RECIPES.items():
         if class_path == f"{recipe.__module__}.{recipe.__qualname__}":
-            return LIGHTNING_PREFIX + name
+            return LIGHTNING_PREFIXES[0] + name
     return class_path
 
 
@@ -146,10 +147,11 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m project.manual",
         description=__doc__.split("\n")[0],
-        # configs/defaults.yaml first, as python -m project reads it (project/config_defaults.py)
+        # configs/defaults.yaml first, as python -m project reads it
+        # (project/core/config_defaults.py)
         default_config_files=default_config_files(),
         parser_mode=PARSER_MODE,
-        exit_on_error=False,  # project/errors.py prints one line and exits 2
+        exit_on_error=False,  # project/core/errors.py prints one line and exits 2
         allow_abbrev=False,  # --trainer.max_epoch is a typo, not --trainer.max_epochs
     )
     parser.add_argument("stage", choices=STAGES, help="fit, validate or test")

@@ -5,7 +5,7 @@
     python -m project.manual fit --config configs/cnn.yaml --resume last   # continues exactly
 
 Lightning: its signal connector does this for SIGTERM and catches KeyboardInterrupt (with our
-``CheckpointOnInterrupt`` callback saving last.ckpt). Exit statuses: project/errors.py.
+``CheckpointOnInterrupt`` callback saving last.ckpt). Exit statuses: project/core/errors.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 
-from project.errors import Stopped
+from project.core.errors import Stopped
 
 
 class StopRequest:

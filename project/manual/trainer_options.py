@@ -21,7 +21,7 @@ def trainer_options(
     strategy: Any = "auto",
     devices: list[int] | str | int = "auto",
     num_nodes: int = 1,
-    precision: str | int | None = "auto",  # project/cli.py's Trainer resolves "auto"
+    precision: str | int | None = "auto",  # project/lit/cli.py's Trainer resolves "auto"
     logger: bool | LoggerOptions | list[LoggerOptions] | None = None,
     callbacks: list[dict] | dict | None = None,
     fast_dev_run: int | bool = False,

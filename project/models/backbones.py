@@ -27,7 +27,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import get_model, list_models
 
-from project.weights import WeightsError
+from project.models.weights import WeightsError
 
 
 def classification_models() -> list[str]:

@@ -4,7 +4,7 @@
     network = SmallCNN(10)                       # the class's own widths
     shrink_to(network, widths)                   # now the pruned shapes; load its weights next
 
-``python -m project prune`` (project/prune.py) removes channels with Torch-Pruning; what it
+``python -m project prune`` (project/deploy/prune.py) removes channels with Torch-Pruning; what it
 changed is the width of some Conv2d, BatchNorm and Linear layers, nothing else. A checkpoint
 therefore records those widths (``model.init_args.pruning.layers``, plain lists of ints in its
 hyper_parameters) instead of pickling the pruned modules: the recipe builds the network as
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from project.errors import InputError
+from project.core.errors import InputError
 
 RESIZABLE = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.Linear)
 

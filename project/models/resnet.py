@@ -19,7 +19,7 @@ from __future__ import annotations
 from torchvision.models import WeightsEnum
 
 from project.models.transfer import BACKBONE_PREFIX, TransferNetwork, read_local_weights
-from project.weights import WeightsError, cache_file, weights_enum
+from project.models.weights import WeightsError, cache_file, weights_enum
 
 __all__ = [
     "BACKBONE_PREFIX",

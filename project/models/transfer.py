@@ -5,7 +5,8 @@
     net.set_stage("last_block")  # the head and the backbone's last stage
     net.set_stage("all")         # everything
 
-Weights (``weights``, see project/weights.py): DEFAULT or a weights enum name (torchvision's file,
+Weights (``weights``, see project/models/weights.py): DEFAULT or a weights enum name (torchvision's
+file,
 from the cache folder), a local .pth/.ckpt file, or null (random). The torchvision route is the
 standard call ``get_model(name, weights=...)``, then the new head replaces the old one.
 
@@ -25,15 +26,15 @@ import torch
 from torch import nn
 from torchvision.models import get_model
 
-from project.checkpoints import CheckpointError, network_state
 from project.models.backbones import build_backbone, last_block_parameters
-from project.weights import (
+from project.models.weights import (
     WeightsError,
     ensure_cached,
     is_random,
     known_names,
     weights_enum,
 )
+from project.runs.checkpoints import CheckpointError, network_state
 
 Stage = Literal["head", "last_block", "all"]
 BACKBONE_PREFIX = "backbone."  # the backbone's keys in a project checkpoint's network
@@ -84,7 +85,8 @@ class TransferNetwork(nn.Module):
         self.head = nn.Linear(in_features, num_classes)
         self.train_bn = train_bn
         self.last_block = set(last_block_parameters(backbone, self.backbone))
-        self.feature_cache: Callable | None = None  # project/features.py, when switched on
+        # project/models/feature_cache.py, when switched on
+        self.feature_cache: Callable | None = None
         self.load_backbone(weights, download)
 
     # ------------------------------------------------------------------ weights

@@ -27,7 +27,8 @@ TOP_K = 5
 
 
 def onnx_settings(session) -> dict:
-    """The inference settings an exported file carries in its metadata (project/export.py)."""
+    """The inference settings an exported file carries in its metadata
+    (project/deploy/export.py)."""
     meta = session.get_modelmeta().custom_metadata_map
     missing = [key for key in ("class_names", "image_size", "mean", "std") if key not in meta]
     if missing:
@@ -68,7 +69,9 @@ def load_model(ckpt_path: str | None, onnx_path: str | None):
     if onnx_path:
         network = OnnxNetwork(onnx_path)
         return network, network.settings
-    from project.export import network_from_checkpoint  # Lightning's import: only for checkpoints
+    from project.deploy.export import (
+        network_from_checkpoint,  # Lightning's import: only for checkpoints
+    )
 
     return network_from_checkpoint(ckpt_path)
 

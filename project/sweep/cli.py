@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from project.errors import exit_on_error
+from project.core.errors import exit_on_error
 
 # LightningCLI warns when it is given args while sys.argv holds some too: here both are ours.
 ARGS_WARNING = "LightningCLI's args parameter is intended"
@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_before_any_trial(options, rest: list[str]):
     """The sweep file, its keys in the parsed config, the storage: one InputError if not."""
-    from project.cli import main as lightning_main
-    from project.errors import InputError
+    from project.core.errors import InputError
+    from project.lit.cli import main as lightning_main
     from project.sweep.space import check_keys, load_sweep
     from project.sweep.study import open_storage
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from project.errors import InputError
+from project.core.errors import InputError
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "percentile", "threshold", "none")

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from project.errors import InputError, one_line
+from project.core.errors import InputError, one_line
 from project.sweep.space import SweepSpec, load_sweep, make_pruner, make_sampler
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

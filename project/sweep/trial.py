@@ -1,7 +1,7 @@
 """One trial of a sweep: a real ``fit`` with the trial's values, reported to Optuna as it trains.
 
 The trial's values become command-line overrides (``--model.init_args.optimizer.init_args.lr=..``)
-after the user's ``--config`` files, and go through project/cli.py's ``main`` exactly as
+after the user's ``--config`` files, and go through project/lit/cli.py's ``main`` exactly as
 ``python -m project fit`` parses and builds them (``run=False``, then ``trainer.fit``, as
 LightningCLI's fit subcommand calls it). ``ReportToTrial`` hands the metric to Optuna at the end
 of every validation; when the pruner says so, the trainer stops at once (at that epoch's end),
@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from project.errors import one_line
+from project.core.errors import one_line
 from project.sweep.cli import ARGS_WARNING
 from project.sweep.space import SweepSpec
 
@@ -66,7 +66,7 @@ def trial_arguments(trial_number: int, values: dict, config_args: list[str], fol
 
 def run_trial(trial: optuna.Trial, spec: SweepSpec, config_args: list[str], folder: Path) -> float:
     """Optuna's objective: the best value of ``spec.metric`` over the trial's validations."""
-    from project.cli import main  # Lightning's CLI, as python -m project fit
+    from project.lit.cli import main  # Lightning's CLI, as python -m project fit
 
     values = spec.suggest(trial)
     trial.set_user_attr("run", f"trials/trial_{trial.number:03d}")

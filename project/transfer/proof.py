@@ -61,7 +61,7 @@ def rows(weights: Path) -> dict[str, list[str]]:
 
 def fit_accuracy(split: Path, seed: int, options: list[str]) -> float:
     """Final val/acc of one ``python -m project fit`` run on ``split``."""
-    from project.cli import main
+    from project.lit.cli import main
 
     run = [f"--data.root={split}", f"--seed_everything={seed}", *options, *QUIET]
     cli = main(["fit", *BASE, *run])
@@ -70,7 +70,7 @@ def fit_accuracy(split: Path, seed: int, options: list[str]) -> float:
 
 def pixels_accuracy(split: Path, seed: int) -> float:
     """A linear classifier on the normalized pixels, through the project's DataModule."""
-    from project.data.datamodule import ImageDataModule
+    from project.lit.datamodule import ImageDataModule
 
     torch.manual_seed(seed)
     data = ImageDataModule(

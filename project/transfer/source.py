@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from project.checkpoints import save_atomic
+from project.runs.checkpoints import save_atomic
 from project.transfer.glyphs import GLYPHS_ROOT, few_shot_split, write_glyphs
 
 SOURCE_WEIGHTS = GLYPHS_ROOT / "source_resnet18.pth"
@@ -29,7 +29,7 @@ CHALLENGE_K, CHALLENGE_SEED = 20, 0
 
 def train_source(root: Path, weights_file: Path, extra: list[str] | None = None) -> float:
     """Train on the letters under ``root``; save the backbone to ``weights_file``; val/acc."""
-    from project.cli import main  # Lightning is imported only when a source must be trained
+    from project.lit.cli import main  # Lightning is imported only when a source must be trained
 
     cli = main(
         [

@@ -8,7 +8,7 @@ Beta(alpha, alpha) once per batch, the partner of each image is the one before i
 (the batch rolled by one), and with both set each batch uses one of the two, chosen at random
 (``RandomChoice``). Both loops call ``mix_batch`` after the batch reaches the device (the
 LightningModule's training_step, project/manual/loop.py train_one_epoch), and train on the
-returned soft targets with project/steps.py ``classification_loss`` (cross-entropy accepts class
+returned soft targets with project/core/loss.py ``classification_loss`` (cross-entropy accepts class
 probabilities). With both alphas 0 (the default) nothing is built or drawn from the random
 generators, so the default run is unchanged. Plain torch and torchvision, no Lightning import.
 """

@@ -10,7 +10,8 @@
 
 and the same table printed (scikit-learn's ``classification_report`` layout). ``<run>`` is the
 folder holding the checkpoint's ``checkpoints/`` folder. The numbers come from
-project/metrics.py ``EvaluationMetrics``; the pictures from project/figures.py. No Lightning import.
+project/core/metrics.py ``EvaluationMetrics``; the pictures from
+project/runs/tensorboard_images.py. No Lightning import.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from project.figures import confusion_matrix_image
+from project.runs.tensorboard_images import confusion_matrix_image
 
 REPORT_FOLDER = "test_report"
 COLUMNS = ("class", "precision", "recall", "f1", "support")

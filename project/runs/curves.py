@@ -1,7 +1,7 @@
 """Training curves from a run's TensorBoard event files, drawn to a PNG (no TensorBoard server).
 
-    python -m project.plot lightning_logs/cnn/version_0              # writes .../curves.png
-    python -m project.plot lightning_logs/cnn/version_0 lightning_logs/cnn/manual_version_0 \
+    python -m project.runs.curves lightning_logs/cnn/version_0              # writes .../curves.png
+    python -m project.runs.curves lightning_logs/cnn/version_0 lightning_logs/cnn/manual_version_0 \
         --output both.png                                            # overlays several runs
 
 Works for both loops' runs: they log the same tags (train/loss, val/loss, train/acc, val/acc).
@@ -69,7 +69,7 @@ def plot_runs(runs: dict[str, Scalars], output: str | Path, title: str = "") -> 
 
 
 def main(args: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m project.plot", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m project.runs.curves", description=__doc__)
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders with event files")
     parser.add_argument("--output", type=Path, help="PNG path (default: <first run>/curves.png)")
     options = parser.parse_args(args)

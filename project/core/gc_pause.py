@@ -10,14 +10,14 @@ table 4e, which also shows none when paused).
 - ``paused_for_imports()``: no collections while its block imports the libraries; then
   ``gc.freeze()`` moves every object alive into a permanent generation that later collections
   leave alone, and the collector runs again as usual for what training creates (its cycles are
-  still freed). On the development VM ``import project.cli``, from the interpreter's start, took
+  still freed). On the development VM ``import project.lit.cli``, from the interpreter's start, took
   3.96 s instead of 4.87 s (medians of 5 interleaved runs; ``python -m benchmarks.startup``,
   table 4d); a default ``fit`` reached the end of its first epoch 1.3-1.8 s sooner with
   Lightning, 0.3-1.1 s with the manual loop (``python -m benchmarks.whole_process --trees``,
   two interleaved runs against the commit before).
 - ``skip_collection_at_exit()``: when Python exits it walks the objects still alive once more and
   runs their finalizers; ``gc.freeze()`` as the last step skips that walk. A script that only
-  imports ``project.cli`` spent 1.69-1.87 s after its last line, 0.31-0.37 s with the freeze
+  imports ``project.lit.cli`` spent 1.69-1.87 s after its last line, 0.31-0.37 s with the freeze
   (table 4c); a training run's exit (saving and closing included) had medians of 0.29-0.43 s
   (``python -m benchmarks.whole_process``'s exit column).
 

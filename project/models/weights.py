@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import torch
 from torchvision.models import WeightsEnum, get_model_weights, get_weight
 
-from project.errors import InputError, exit_on_error
+from project.core.errors import InputError, exit_on_error
 
 DOWNLOAD_TIMEOUT_S = 20  # no network must fail fast, never hang
 

@@ -18,7 +18,7 @@ import hashlib
 import torch
 from torch import nn
 
-from project.errors import InputError
+from project.core.errors import InputError
 
 MAX_ITEMS = 500_000  # more distinct images than any dataset this is meant for: augmentation is on
 

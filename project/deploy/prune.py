@@ -41,19 +41,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from project.checkpoints import (
+from project.core.errors import InputError, exit_on_error
+from project.data.datasets import DataError
+from project.data.pipeline import ImageData
+from project.deploy.export import network_from_checkpoint
+from project.models.backbones import find_head
+from project.models.pruned import changed_widths, layer_widths
+from project.models.weights import WeightsError
+from project.runs.checkpoints import (
     CheckpointError,
     lightning_state_dict,
     load_checkpoint,
     save_atomic,
 )
-from project.data.datasets import DataError
-from project.data.pipeline import ImageData
-from project.errors import InputError, exit_on_error
-from project.export import network_from_checkpoint
-from project.models.backbones import find_head
-from project.models.pruned import changed_widths, layer_widths
-from project.weights import WeightsError
 
 IMPORTANCE = "GroupMagnitudeImportance(p=2): L2 norm of each coupled channel group"
 RUN_NAME = "pruned"  # lightning_logs/pruned/version_<n>, unless --trainer.logger... says otherwise
@@ -191,8 +191,8 @@ def accuracy(network: nn.Module, data: ImageData, split: str) -> float:
 
 def finetune(model: dict, data: dict, state: dict, epochs: int, fit_args: list[str]) -> Path:
     """``epochs`` of fit from the pruned weights; the run's best checkpoint (val/acc)."""
-    from project.checkpoints import fill_network
-    from project.cli import main
+    from project.lit.cli import main
+    from project.runs.checkpoints import fill_network
 
     args = [
         f"--model={json.dumps(model)}",
@@ -311,6 +311,6 @@ def main(args: list[str] | None = None) -> int:
     parser = build_parser()
     own, fit_args = split_arguments(parser, sys.argv[1:] if args is None else list(args))
     options = parser.parse_args(own)  # strict: a mistyped option of prune's own is an error
-    with exit_on_error():  # bad input: one line, exit status 2 (project/errors.py)
+    with exit_on_error():  # bad input: one line, exit status 2 (project/core/errors.py)
         run(options, fit_args)
     return 0

@@ -10,7 +10,7 @@ Two formats live side by side, and each loop reads both:
   ``"optimizer"``, ``"scheduler"``, ``"scaler"``, ``"epoch"``, ``"rng_states"``...
 
 ``network_state`` maps either one to the network's own keys; ``lightning_state_dict`` maps back.
-``AtomicCheckpointIO`` (project/cli.py) makes Lightning read and write through the same two
+``AtomicCheckpointIO`` (project/lit/cli.py) makes Lightning read and write through the same two
 functions as the manual loop (``save_atomic``, ``load_checkpoint``); ``newest_last_checkpoint`` is
 what ``last`` means. Plain PyTorch, no Lightning import: the manual loop and the networks in
 project/models/ use it without loading Lightning.
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from project.errors import InputError
+from project.core.errors import InputError
 
 NETWORK_PREFIX = "network."  # the LightningModules keep the plain nn.Module as self.network
 
@@ -198,7 +198,8 @@ def restore_rng_states(states: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-# Model arguments that checkpoints written before the optimizer was injected (project/optim.py)
+# Model arguments that checkpoints written before the optimizer was injected
+# (project/core/optimizer.py)
 # carry: they only ever shaped the optimizer, so rebuilding the model for test, predict or
 # export ignores them (the config's optimizer is used when such a checkpoint resumes).
 LEGACY_OPTIMIZER_KEYS = ("lr", "weight_decay", "momentum", "schedule", "step_epochs", "gamma")

@@ -7,10 +7,10 @@
 
 What it adds to LightningCLI:
   - data.num_classes is linked into the model, so the class count is never typed twice;
-  - trainer.precision accepts "auto" (see project/precision.py) and logs what it chose;
+  - trainer.precision accepts "auto" (see project/core/precision.py) and logs what it chose;
   - checkpoints are loaded with weights_only=True unless you pass --weights_only false
     (a checkpoint is a pickle: loading it otherwise can run code from whoever wrote it), and
-    written atomically (AtomicCheckpointIO, through project/checkpoints.py);
+    written atomically (AtomicCheckpointIO, through project/runs/checkpoints.py);
   - --ckpt_path last finds the newest last.ckpt of this run name, across log versions;
   - bad data, a missing/truncated/refused checkpoint: a one-line error before training starts;
   - SIGTERM or Ctrl-C: last.ckpt is saved (callbacks.CheckpointOnInterrupt), exit status non-zero.
@@ -31,19 +31,20 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from project.callbacks import ThrottledProgressBar
-from project.checkpoints import (
+from project.core import threads
+from project.core.config_defaults import default_config_files
+from project.core.errors import InputError, Stopped, exit_on_error
+from project.core.precision import resolve_precision
+from project.lit.callbacks import ThrottledProgressBar
+from project.lit.classifier import ClassifierModule
+from project.lit.datamodule import ImageDataModule
+from project.runs.checkpoints import (
     load_checkpoint,
     model_arguments,
     newest_last_checkpoint,
     save_atomic,
 )
-from project.classifier import ClassifierModule
-from project.config_defaults import default_config_files
-from project.data.datamodule import ImageDataModule
-from project.errors import InputError, Stopped, exit_on_error
-from project.precision import resolve_precision
-from project.runs import lightning_run_folders
+from project.runs.folders import lightning_run_folders
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -71,6 +72,8 @@ class Trainer(pl.Trainer):
         resolved = resolve_precision(precision, kwargs.get("accelerator", "auto"))
         if precision == "auto":
             rank_zero_info(f"precision: auto -> {resolved}")
+        if rule := threads.describe():  # the CPU thread rule (project/core/threads.py)
+            rank_zero_info(rule)
         plugins = kwargs.pop("plugins", None) or []
         plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
@@ -116,7 +119,7 @@ class ImageClassifierCLI(LightningCLI):
         """LightningCLI's own (it applies a checkpoint's model arguments over the config), with
         --weights_only false honoured (Lightning's reads weights_only=True whatever it says) and
         the arguments of checkpoints from before the optimizer was injected translated first
-        (project/checkpoints.py model_arguments). Overrides a private method of Lightning 2.6:
+        (project/runs/checkpoints.py model_arguments). Overrides a private method of Lightning 2.6:
         tests/test_injection.py's old checkpoint fails if it stops being called."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -170,11 +173,11 @@ def refuse_top_level_optimizer(args) -> None:
 def main(args: ArgsType = None, run: bool = True, build: bool = True) -> ImageClassifierCLI:
     """The entry point of ``python -m project``; tests call it with a list of arguments.
     ``build=False`` (with ``run=False``): only parse, into ``.config`` (``ConfigOnlyCLI``)."""
-    with exit_on_error():  # one line and a known exit status (project/errors.py)
+    with exit_on_error():  # one line and a known exit status (project/core/errors.py)
         refuse_top_level_optimizer(sys.argv[1:] if args is None else args)
         try:
             return (ImageClassifierCLI if build else ConfigOnlyCLI)(
-                ClassifierModule,  # any of project/classifier.py's, or a subclass of your own
+                ClassifierModule,  # any of project/lit/classifier.py's, or a subclass of your own
                 ImageDataModule,
                 subclass_mode_model=True,
                 trainer_class=Trainer,
@@ -184,7 +187,7 @@ def main(args: ArgsType = None, run: bool = True, build: bool = True) -> ImageCl
                 auto_configure_optimizers=False,
                 # configs/defaults.yaml, read before any --config by every subcommand (the
                 # manual loop reads it too): the logger, callbacks and trainer settings shared by
-                # every model config (project/config_defaults.py).
+                # every model config (project/core/config_defaults.py).
                 # run=False (tests, lr_find) parses without a subcommand: the top-level parser.
                 parser_kwargs={
                     "prog": "python -m project",  # not "__main__.py" in --help and errors

@@ -22,7 +22,6 @@ The file takes ``images`` (N x 3 x S x S float32, any N, normalized as in traini
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -30,14 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from project.checkpoints import (
-    CheckpointError,
-    fill_network,
-    load_checkpoint,
-    model_arguments,
-    network_state,
-)
-from project.classifier import ClassifierModule
+from project.core.errors import InputError, one_line
+from project.core.recipe import LIGHTNING_MODULES, RECIPES
 from project.deploy.checkpoint_data import checkpoint_data, split_tensors
 from project.deploy.files import atomic_path, check_writable
 from project.deploy.parity import compare, logits_of, onnx_predict, torch_predict
@@ -50,7 +43,13 @@ from project.deploy.pt2 import (
     save_aoti,
     save_program,
 )
-from project.errors import InputError, one_line
+from project.runs.checkpoints import (
+    CheckpointError,
+    fill_network,
+    load_checkpoint,
+    model_arguments,
+    network_state,
+)
 
 TRUSTED_PREFIXES = ("project.", "torch.")
 
@@ -86,12 +85,14 @@ def network_from_checkpoint(path: str | Path, trust: bool = False) -> tuple[nn.M
             "export it with --trust_class_paths if you wrote that code"
         )
     module_name, class_name = class_path.rsplit(".", 1)
-    model_class = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(model_class, type) and issubclass(model_class, ClassifierModule)):
+    # The LightningModule's plain recipe (project/core/recipe.py) builds the same network from
+    # the same arguments, without Lightning: export, quantize and serve import no Lightning.
+    recipe_class = RECIPES.get(class_name) if module_name in LIGHTNING_MODULES else None
+    if recipe_class is None:
         raise CheckpointError(f"{path}: {class_path!r} is not one of this project's classifiers")
     # The same parsing LightningCLI does: class paths in the arguments become classes/callables.
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(model_class, "model")
+    parser.add_class_arguments(recipe_class, "model")
     try:
         config = parser.parse_object({"model": model_arguments(hparams)})
         model = parser.instantiate_classes(config).model  # ResNet: no pretrained weights read

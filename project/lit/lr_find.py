@@ -41,7 +41,7 @@ matplotlib.use("Agg")  # files only, no display
 import numpy as np  # noqa: E402
 from lightning.pytorch.tuner import Tuner  # noqa: E402
 
-from project.errors import InputError  # noqa: E402
+from project.core.errors import InputError  # noqa: E402
 
 DEFAULT_STEPS = 100
 BETA = 0.98  # the loss smoothing of Lightning's range test (_LRCallback)
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def search_trainer(config, root: str, steps: int):
     """A Trainer for the search only: the config's device and precision, no epoch limit, no
     logger, no checkpoints (Lightning's own temporary checkpoint goes to ``root``)."""
-    from project.cli import Trainer
+    from project.lit.cli import Trainer
 
     return Trainer(
         accelerator=config.accelerator,
@@ -154,8 +154,8 @@ def write_results(folder: Path, lrs: list[float], losses: list[float], suggestio
 
 def run(args: list[str] | None = None) -> dict:
     """Run the search; returns {"suggestion", "steps", "min_loss_lr", "plot"}."""
-    from project.cli import main
-    from project.runs import log_location
+    from project.lit.cli import main
+    from project.runs.folders import log_location
 
     options, rest = build_parser().parse_known_args(args)
     if options.num_training < 20 or not 0 < options.min_lr < options.max_lr:
@@ -192,7 +192,7 @@ def run(args: list[str] | None = None) -> dict:
 
 
 def main(args: list[str] | None = None) -> int:
-    from project.errors import exit_on_error
+    from project.core.errors import exit_on_error
 
     with exit_on_error():
         run(args)

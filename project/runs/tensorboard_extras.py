@@ -4,13 +4,14 @@
   tab: ``hp/best_val_acc`` and ``hp/final_val_loss`` (0 at the start, the real values at the end).
 - At every validation end: ``val/confusion_matrix``, ``val/predictions`` (the first images of
   every class, with the model's prediction) and ``val/top_losses`` (the most confidently wrong
-  validation images: ``TopLosses``), drawn by project/figures.py. ``test`` writes the test split's
-  top losses as a PNG (project/reports.py).
+  validation images: ``TopLosses``), drawn by project/runs/tensorboard_images.py. ``test`` writes
+  the test split's
+  top losses as a PNG (project/runs/test_report.py).
 
 Loggers other than TensorBoard (CSVLogger, ...): the same figures as PNG files under
 ``<run>/figures/`` (``PngWriter``) and the final metrics in ``<run>/final_metrics.csv``.
 
-The Lightning loop calls these from callbacks (project/callbacks.py: HyperparametersWithMetrics,
+The Lightning loop calls these from callbacks (project/lit/callbacks.py: HyperparametersWithMetrics,
 ValidationFigures); the manual loop calls them directly. Same functions, same tags.
 """
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from project.figures import confusion_matrix_image, prediction_grid_image
+from project.runs.tensorboard_images import confusion_matrix_image, prediction_grid_image
 
 if TYPE_CHECKING:  # only an annotation here; tensorboard costs 0.3 s of start-up (RunLog loads it)
     from torch.utils.tensorboard import SummaryWriter

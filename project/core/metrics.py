@@ -16,7 +16,7 @@ processes when several train) and reads everything else off it:
     result = metrics.compute()              # once per validation / test (DDP: over all processes)
     metrics.scalars(result, "val")          # {"val/f1_macro": ..., ...}: logged, monitorable
 
-The LightningModules (project/classifier.py) log ``val/precision_macro``, ``val/recall_macro``,
+The LightningModules (project/lit/classifier.py) log ``val/precision_macro``, ``val/recall_macro``,
 ``val/f1_macro`` (and ``val/acc_top5``) at each validation end, ``test/...`` at test; the manual
 loop (project/manual/loop.py ``evaluate()``) calls this same class. Any of these names can be the
 ``monitor`` of ModelCheckpoint or EarlyStopping. Plain torch, no Lightning import.

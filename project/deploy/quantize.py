@@ -25,15 +25,15 @@ from pathlib import Path
 
 import torch
 
-from project.checkpoints import load_checkpoint
+from project.core.errors import InputError, one_line
 from project.deploy.checkpoint_data import checkpoint_data, split_tensors
+from project.deploy.export import check_provider, network_from_checkpoint, write_onnx
 from project.deploy.files import check_writable
 from project.deploy.onnx_int8 import quantize_onnx
 from project.deploy.parity import compare, logits_of, onnx_predict, torch_predict
 from project.deploy.pt2 import export_program, save_program
 from project.deploy.pt2e_int8 import compiled, quantize_pt2e
-from project.errors import InputError, one_line
-from project.export import check_provider, network_from_checkpoint, write_onnx
+from project.runs.checkpoints import load_checkpoint
 
 
 def outputs(options) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """How a failed run ends, the same in both loops: one line on stderr and a known exit status.
 
-    python -m project fit ...          (project/cli.py)      } both wrap their run in
+    python -m project fit ...          (project/lit/cli.py)      } both wrap their run in
     python -m project.manual fit ...   (project/manual/)     } ``exit_on_error()``
 
     status  when

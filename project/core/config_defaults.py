@@ -2,7 +2,8 @@
 
     python -m project fit --config configs/cnn.yaml --print_config   # defaults + cnn.yaml, merged
 
-Both entry points read configs/defaults.yaml before any ``--config``: project/cli.py passes it to
+Both entry points read configs/defaults.yaml before any ``--config``: project/lit/cli.py passes it
+to
 LightningCLI (``parser_kwargs``), project/manual/settings.py to its parser, both as jsonargparse's
 ``default_config_files``. The path is taken from this package's location (the repository root,
 where ``pip install -e .`` leaves it), not from the working directory, so ``cd elsewhere && python
@@ -14,9 +15,9 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from project.errors import InputError
+from project.core.errors import InputError
 
-DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "configs" / "defaults.yaml"
+DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "configs" / "defaults.yaml"
 
 
 def default_config_files() -> list[str]:

@@ -1,13 +1,14 @@
-"""The pieces of a training step that both loops share, so they can never drift apart.
+"""The loss: cross-entropy as both loops compute it, its floor under label smoothing, and the stop
+on a NaN or infinite loss. Plain PyTorch, no Lightning import.
 
-The LightningModules (project/classifier.py, the Lightning loop) and project/manual/loop.py (the
-plain PyTorch loop) both call these functions; tests/test_manual.py proves the two loops end
-with bit-identical weights. Plain PyTorch, no Lightning import.
+The recipe (project/core/recipe.py, ``ClassifierRecipe.loss``) calls these for both loops: the
+LightningModule's ``training_step`` (project/lit/classifier.py) and the manual loop
+(project/manual/loop.py).
 
-    from project.steps import forward, classification_loss, check_finite
-    logits = forward(network, images, channels_last=False)
+    from project.core.loss import classification_loss, check_finite, loss_floor
     loss = classification_loss(logits, labels, label_smoothing=0.1)
     check_finite(loss, epoch=0, step=12)      # raises LossNotFinite before the optimizer step
+    loss_floor(10, 0.1)                       # 0.500: the lowest loss that smoothing allows
 """
 
 from __future__ import annotations
@@ -17,17 +18,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from project.errors import LossNotFinite
-
-
-def forward(network: nn.Module, images: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """The network's logits. With ``channels_last`` the batch is made NHWC, like the weights
-    (``prepare_network``): a mismatch would make every convolution convert its input."""
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return network(images)
+from project.core.errors import LossNotFinite
 
 
 def loss_floor(num_classes: int, label_smoothing: float) -> float:
@@ -53,7 +45,7 @@ def classification_loss(
     """Cross-entropy, taken in float32: under mixed precision the logits may be bf16/fp16.
 
     ``labels``: class indices, or class probabilities (N x classes) for MixUp / CutMix
-    (project/augment.py). ``class_weights``: one weight per class (model.class_weights,
+    (project/core/mixing.py). ``class_weights``: one weight per class (model.class_weights,
     project/data/sampling.py): each image's loss counts with the weight of its class, and the
     mean is taken over those weights (without label smoothing exactly torch's ``weight=``).
     Not torch's ``weight=`` itself: with label smoothing it also weighs the smoothing term of
@@ -83,9 +75,3 @@ def check_finite(
             f"loss is {loss.item()} at epoch {epoch}, step {step}: training stopped "
             "(lower the learning rate?)"
         )
-
-
-def sum_dtype(device: torch.device) -> torch.dtype:
-    """The dtype of the epoch's loss sums on the device: float64, the sum a Python float would
-    make (the same in both loops); MPS has no float64, so float32 there."""
-    return torch.float32 if device.type == "mps" else torch.float64
