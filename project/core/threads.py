@@ -87,7 +87,7 @@ def processes_on_this_machine(environ=os.environ) -> int:
 
 
 def torch_default_threads() -> int:
-    """What torch would choose without the rule: libgomp's default, the CPUs in the affinity mask."""
+    """What torch would choose without the rule: libgomp's default, the affinity mask's CPUs."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
