@@ -13,6 +13,8 @@ python -m project serve --ckpt_path CKPT               # HTTP server + page (pro
 import importlib
 import sys
 
+from project.core.errors import USER_INPUT_STATUS
+from project.core.extras import missing_extra_message
 from project.core.gc_pause import paused_for_imports, skip_collection_at_exit
 
 # Commands with their own argument parser (not LightningCLI's subcommands).
@@ -31,6 +33,9 @@ COMMANDS = {
 def run() -> None:
     """The command line (``python -m project`` and the ``image-classifier`` script)."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if message := missing_extra_message(command):  # its pip extra is not installed
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(USER_INPUT_STATUS)
     try:
         # torch, Lightning, ...: about 0.9 s less (project/core/gc_pause.py)
         with paused_for_imports():
