@@ -8,9 +8,9 @@
 # pruning by masks and structural pruning.
 #
 # Speeds are measured here, on your machine, as ratios of interleaved runs (the median of
-# several). What is asserted holds on any CPU: exact counts of parameters, operations and bytes,
-# accuracy within a margin, and only the speed effects that are large. The printed speeds are
-# yours to read: on a CPU without bf16 units, bf16 is slower; on a GPU it is faster.
+# several). What is asserted holds on any CPU, busy or idle: exact counts of parameters,
+# operations and bytes, and accuracy within a margin. Speeds are printed, never asserted (another
+# program on your laptop moves them): on a CPU without bf16 units bf16 is slower; on a GPU faster.
 
 # %%
 import os
@@ -219,7 +219,10 @@ print(f"masks: {zeros / weights:.0%} of the conv weights are zero, "
 assert zeros / weights >= 0.5
 dense_convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 assert [c.weight.shape for c in convs] == [c.weight.shape for c in dense_convs]  # same shapes
-assert speed["masked"] > 0.8 * speed["dense"]  # not faster (within the noise of a shared CPU)
+# Not faster, and the count says why: the zeros are still multiplied, every one of them.
+assert tp.utils.count_ops_and_params(masked, batch[:1])[0] == tp.utils.count_ops_and_params(
+    model, batch[:1]
+)[0]
 
 # %% [markdown]
 # ## 5. Structural pruning: fewer channels, a smaller network
@@ -251,7 +254,8 @@ print(f"structural: {pruned_params / params:.2f}x the parameters, {pruned_macs /
 assert [m.out_channels for m in pruned.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 32, 64]
 assert pruned_params < 0.3 * params and pruned_macs < 0.3 * macs  # half the channels: ~1/4
 assert accuracy(pruned) > 0.85
-assert speed["pruned"] < 0.8 * speed["dense"]  # a quarter of the work: faster on any CPU
+# Speed is printed, not asserted (a busy machine moves it); the work is: a quarter of the
+# multiply-adds above, which an idle CPU turns into a faster network.
 
 # %% [markdown]
 # ## Where the project does this at full size
