@@ -45,10 +45,11 @@ test-fast: install
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m pytest -m "not slow"
 
-# The full suite beside a 2-process CPU hog (tests/cpu_hog.py): shows the waits hold on a busy
-# machine. The hog is stopped when the tests end, pass or fail; the exit status is the tests'.
+# The full suite beside 2 processes of torch training steps with torch's default threads
+# (tests/cpu_hog.py --kind torch: another training, as a foreign program runs it): shows the waits
+# hold on a busy machine. The hog is stopped when the tests end; the exit status is the tests'.
 test-under-load: install
-	$(PY) -m tests.cpu_hog --workers 2 & hog=$$!; \
+	$(PY) -m tests.cpu_hog --workers 2 --kind torch & hog=$$!; \
 	$(MAKE) test; status=$$?; \
 	kill $$hog; wait $$hog; exit $$status
 

@@ -45,6 +45,7 @@ BENCHMARKS = [
     "pruning",
     "inference",
     "serving",
+    "busy_machine",
 ]
 
 

@@ -13,6 +13,9 @@
 # runs under Lightning (lesson 5). This lesson answers "write a training loop from scratch".
 
 # %%
+import project  # noqa: F401  first: its CPU thread rule must be set before torch loads
+
+# isort: split
 import os
 import shutil
 import sys

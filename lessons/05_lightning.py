@@ -14,6 +14,9 @@
 # in project/core/recipe.py (loss, optimizer, LR schedule), which the manual loop runs too.
 
 # %%
+import project  # noqa: F401  first: its CPU thread rule must be set before torch loads
+
+# isort: split
 import warnings
 
 import lightning as L

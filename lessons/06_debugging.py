@@ -9,6 +9,9 @@
 # (`torch.profiler`); and how to read a Lightning stack trace.
 
 # %%
+import project  # noqa: F401  first: its CPU thread rule must be set before torch loads
+
+# isort: split
 import time
 import traceback
 import warnings

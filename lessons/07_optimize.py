@@ -13,6 +13,9 @@
 # program on your laptop moves them): on a CPU without bf16 units bf16 is slower; on a GPU faster.
 
 # %%
+import project  # noqa: F401  first: its CPU thread rule must be set before torch loads
+
+# isort: split
 import os
 import shutil
 import statistics
