@@ -5,6 +5,7 @@
 - callbacks.py    prediction writer, epoch timer, checkpoint on interrupt, figures, hparams
 - cli.py          LightningCLI: ``python -m project fit|validate|test|predict``
 - ddp_unfreeze.py DDP across an unfreeze; lr_find.py the learning-rate range test command
+- quiet.py        the litlogger advert and a deprecation meant for Lightning, filtered
 
 Every module of the package that imports Lightning lives here, or is a command of deploy/
 or sweep/ that starts a Lightning run on purpose (tests/test_boundary.py).
