@@ -3,11 +3,11 @@
     python -m benchmarks.feature_cache
 
 Today's frozen path runs the frozen ResNet18 backbone on every image of every epoch (without an
-autograd graph); with ``cache_features`` (project/models/feature_cache.py) the first epoch fills
-the cache and
-every later epoch runs only the head on the stored features (plus hashing each image to find
-them). The epoch here: 512 images in batches of 32 at 64 px, AdamW on the head, fp32; the images
-are tensors in memory, so decoding is not measured (it is the same with and without the cache).
+autograd graph); with ``cache_features`` (project/models/feature_cache.py) the first epoch fills the
+cache and every later epoch runs only the head on the stored features (plus hashing each image to
+find them). The epoch here: 512 images in batches of 32 at 64 px, AdamW on the head, fp32; the
+images are tensors in memory, so decoding is not measured (it is the same with and without the
+cache).
 """
 
 from __future__ import annotations

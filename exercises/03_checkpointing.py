@@ -9,8 +9,7 @@ reading them back safely, resuming an Adam run and comparing its weights with a 
 stopped, loading for a given device, and loading where no checkpoint exists. When every check
 passes, compare with exercises/solutions/03_checkpointing.py and with the project's version:
 project/runs/checkpoints.py (atomic writes, safe loads) and ``RunState`` in
-project/manual/run_state.py
-(what the manual loop's checkpoint holds).
+project/manual/run_state.py (what the manual loop's checkpoint holds).
 
 Hints
 - A checkpoint is a dict: ``{"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -5,12 +5,11 @@
 # a notebook. It trains the project's `SmallCNN` on the bundled handwritten digits with nothing
 # but plain PyTorch and the project's Dataset, and asserts the validation accuracy it reaches.
 #
-# Read it top to bottom: data, model, the training step, validation, prediction. The project's
-# own plain loop, `project/manual/loop.py`, is this loop plus what a real run needs (mixed
-# precision, LR schedule, checkpoints, resume, logging), and it imports no Lightning: the loss,
-# the optimizer and the schedule come from `project/core/recipe.py`, which
-# `project/lit/classifier.py`
-# runs under Lightning (lesson 5). This lesson answers "write a training loop from scratch".
+# Read it top to bottom: data, model, the training step, validation, prediction. The project's own
+# plain loop, `project/manual/loop.py`, is this loop plus what a real run needs (mixed precision, LR
+# schedule, checkpoints, resume, logging), and it imports no Lightning: the loss, the optimizer and
+# the schedule come from `project/core/recipe.py`, which `project/lit/classifier.py` runs under
+# Lightning (lesson 5). This lesson answers "write a training loop from scratch".
 
 # %%
 import project  # noqa: F401  first: its CPU thread rule must be set before torch loads

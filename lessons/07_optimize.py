@@ -264,17 +264,16 @@ assert accuracy(pruned) > 0.85
 # ## Where the project does this at full size
 # - `python -m project export --ckpt_path <checkpoint> --output model.onnx`: a trained checkpoint
 #   of either loop as ONNX (project/deploy/export.py), the file section 3 quantizes; `--format pt2`
-# writes
-#   a `torch.export` program (and an AOTInductor package), each checked on the test split.
+#   writes a `torch.export` program (and an AOTInductor package), each checked on the test split.
 # - `python -m project quantize --ckpt_path <checkpoint>`: section 3 at full size, calibrated on
 #   the checkpoint's own training images, fp32 and int8 accuracy and file sizes side by side
 #   (project/deploy/quantize.py; measured in docs/deploy.md).
 # - `python -m project prune --ckpt_path <checkpoint> --amount 0.3`: section 5's structural
 #   pruning with Torch-Pruning over a whole network, then fine-tuned through `fit`
 #   (project/deploy/prune.py).
-# - `python -m project serve --ckpt_path <checkpoint>` (or `--onnx model.int8.onnx`): the model
-#   behind an HTTP endpoint with dynamic batching, and a page to try it in a browser
-#   (project/serve/).
+# - `python -m project serve --ckpt_path <checkpoint>` (or `--onnx model-int8.onnx`, the file
+#   `quantize` writes): the model behind an HTTP endpoint with dynamic batching, and a page to try
+#   it in a browser (project/serve/).
 # - `torch.compile`: `model.init_args.compile: true` in a config (project/core/recipe.py).
 # - bf16: `--trainer.precision bf16-mixed` trains and validates with autocast.
 

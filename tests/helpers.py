@@ -94,8 +94,7 @@ LIGHTNING_START_LINES = ("Seed set to ", "GPU available: ", "TPU available: ", "
 def only_line(stderr: str) -> str:
     """The one line a failed run printed on stderr: one line and nothing else (no traceback, no
     usage text, no warning), as the project's errors promise (project/core/errors.py). Lightning's
-    own
-    start-up lines (LIGHTNING_START_LINES, exact prefixes) are all a run may print before it."""
+    own start-up lines (LIGHTNING_START_LINES, exact prefixes) are all a run may print before it."""
     lines = [line for line in stderr.splitlines() if not line.startswith(LIGHTNING_START_LINES)]
     assert len(lines) == 1, f"{len(lines)} lines on stderr, not one:\n{tail(stderr)}"
     return lines[0]

@@ -3,11 +3,10 @@
     python -m project fit --config configs/cnn.yaml --print_config   # defaults + cnn.yaml, merged
 
 Both entry points read configs/defaults.yaml before any ``--config``: project/lit/cli.py passes it
-to
-LightningCLI (``parser_kwargs``), project/manual/settings.py to its parser, both as jsonargparse's
-``default_config_files``. The path is taken from this package's location (the repository root,
-where ``pip install -e .`` leaves it), not from the working directory, so ``cd elsewhere && python
--m project ...`` reads the same file. Plain Python, no Lightning import.
+to LightningCLI (``parser_kwargs``), project/manual/settings.py to its parser, both as
+jsonargparse's ``default_config_files``. The path is taken from this package's location (the
+repository root, where ``pip install -e .`` leaves it), not from the working directory, so ``cd
+elsewhere && python -m project ...`` reads the same file. Plain Python, no Lightning import.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@
   ratio, and says whether "auto" picked the faster one (one run: benchmarks/README.md, table 5).
 - Anything other than "auto" is returned unchanged: an explicit choice always wins.
 
-    python -c "from project.core.precision import resolve_precision;
-    print(resolve_precision('auto'))"
+    python -c "from project.core.precision import resolve_precision as r; print(r('auto'))"
 
 ``channels_last: auto`` (the recipe's option, configs/resnet18.yaml) is decided here too, from the
 resolved precision and the device, never from a timing taken at run time (the two loops must

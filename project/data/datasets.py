@@ -8,8 +8,7 @@ This is the workshop's Dataset exercise written out (not a wrapper of torchvisio
 
 Every problem found while building a dataset raises DataError with the file, row or folder in the
 message, before any training starts. The data check (project/data/check.py) runs the same scans
-with
-a ``problems`` list instead, to report every problem at once rather than stop at the first.
+with a ``problems`` list instead, to report every problem at once rather than stop at the first.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@
     net.set_stage("all")         # everything
 
 Weights (``weights``, see project/models/weights.py): DEFAULT or a weights enum name (torchvision's
-file,
-from the cache folder), a local .pth/.ckpt file, or null (random). The torchvision route is the
-standard call ``get_model(name, weights=...)``, then the new head replaces the old one.
+file, from the cache folder), a local .pth/.ckpt file, or null (random). The torchvision route is
+the standard call ``get_model(name, weights=...)``, then the new head replaces the old one.
 
 Frozen parameters keep ``requires_grad = False``: the optimizer skips them (they have no
 gradient) and autograd builds no graph through a fully frozen backbone. BatchNorm layers whose

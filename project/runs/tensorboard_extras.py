@@ -5,8 +5,7 @@
 - At every validation end: ``val/confusion_matrix``, ``val/predictions`` (the first images of
   every class, with the model's prediction) and ``val/top_losses`` (the most confidently wrong
   validation images: ``TopLosses``), drawn by project/runs/tensorboard_images.py. ``test`` writes
-  the test split's
-  top losses as a PNG (project/runs/test_report.py).
+  the test split's top losses as a PNG (project/runs/test_report.py).
 
 Loggers other than TensorBoard (CSVLogger, ...): the same figures as PNG files under
 ``<run>/figures/`` (``PngWriter``) and the final metrics in ``<run>/final_metrics.csv``.
