@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import get_model, get_model_weights
 
-from project.core.optimizer import build_optimizer
+from project.core.optimizers import build_optimizer
 from project.core.recipe import ResNetRecipe
 from project.models.transfer import TransferNetwork
 from project.models.weights import WeightsError, cache_file

@@ -4,7 +4,7 @@ Every Markdown file of the repository is read generically (no list of today's na
 span (`...`) and each line of a fenced code block becomes a claim, and the test id names the file
 and line, so a failure says which sentence broke:
 
-- names: a path (`project/core/optimizer.py`, `configs/cnn.yaml`) exists; a dotted name of the
+- names: a path (`project/core/optimizers.py`, `configs/cnn.yaml`) exists; a dotted name of the
 repo's
   packages (`project.data.transforms.only_square_resize`) imports and has the attribute; a
   `module.attr()` of one of our modules (`signals.stop_requests()`) is that module's attribute; a

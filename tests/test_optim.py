@@ -1,4 +1,4 @@
-"""project/core/optimizer.py: the injected optimizer gets the named groups with their lr_scale, and
+"""project/core/optimizers.py: the injected optimizer gets the named groups with their lr_scale, and
 each
 schedule steps at its interval and keeps the groups' LR ratio."""
 
@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 import torch
 
-from project.core.optimizer import build_optimizer, build_schedule, step_scheduler
+from project.core.optimizers import build_optimizer, build_schedule, step_scheduler
 
 
 def two_groups(ratio: float = 0.1) -> list[dict]:

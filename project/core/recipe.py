@@ -23,7 +23,7 @@ the YAML or on the command line, e.g.
     --model.init_args.lr_scheduler torch.optim.lr_scheduler.ReduceLROnPlateau
 
 The two schedules that need the run's step count, ``onecycle`` and ``warmup_cosine``, are named
-(project/core/optimizer.py).
+(project/core/optimizers.py).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from torch import nn
 from project.core.errors import InputError
 from project.core.loss import classification_loss
 from project.core.mixing import mix_batch
-from project.core.optimizer import NamedSchedule, Schedule, build_optimizer, build_schedule
+from project.core.optimizers import NamedSchedule, Schedule, build_optimizer, build_schedule
 from project.core.precision import resolve_channels_last
 from project.core.steps import forward
 from project.data.sampling import inverse_frequency_weights
@@ -211,7 +211,7 @@ class ClassifierRecipe:
     # ---- optimizer and schedule --------------------------------------------------------------
 
     def configure_optimizers(self, total_steps: int) -> Schedule:
-        """The optimizer over the named groups, and its schedule (project/core/optimizer.py).
+        """The optimizer over the named groups, and its schedule (project/core/optimizers.py).
 
         ``total_steps``: optimizer steps in the whole run (Lightning:
         trainer.estimated_stepping_batches), the length of onecycle and warmup_cosine."""

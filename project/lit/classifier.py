@@ -233,7 +233,7 @@ class ClassifierModule(LightningModule):
         return {"optimizer": schedule.optimizer, "lr_scheduler": scheduler}
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
-        # The manual loop's rule (project/core/optimizer.py): ReduceLROnPlateau gets the metric.
+        # The manual loop's rule (project/core/optimizers.py): ReduceLROnPlateau gets the metric.
         if metric is None:
             scheduler.step()
         else:

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from project.core.loss import check_finite
 from project.core.metrics import EvaluationMetrics
 from project.core.mixing import hard_labels
-from project.core.optimizer import step_scheduler
+from project.core.optimizers import step_scheduler
 from project.core.recipe import ClassifierRecipe
 from project.core.steps import sum_dtype
 from project.data.pipeline import ImageData

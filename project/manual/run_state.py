@@ -58,7 +58,7 @@ class RunState:
     epoch: int = 0  # epochs completed
     global_step: int = 0  # optimizer steps taken
     history: History = field(default_factory=History)
-    # project/core/optimizer.py Schedule: what step_scheduler needs (monitor)
+    # project/core/optimizers.py Schedule: what step_scheduler needs (monitor)
     schedule: object = None
 
     def to_checkpoint(self, metrics: dict, mid_epoch: MidEpoch | None = None) -> dict:

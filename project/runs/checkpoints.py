@@ -199,7 +199,7 @@ def restore_rng_states(states: dict) -> None:
 
 
 # Model arguments that checkpoints written before the optimizer was injected
-# (project/core/optimizer.py) carry: they only ever shaped the optimizer, so rebuilding the model
+# (project/core/optimizers.py) carry: they only ever shaped the optimizer, so rebuilding the model
 # for test, predict or export ignores them (the config's optimizer is used when such a checkpoint
 # resumes).
 LEGACY_OPTIMIZER_KEYS = ("lr", "weight_decay", "momentum", "schedule", "step_epochs", "gamma")
