@@ -87,8 +87,9 @@ def png_header_claiming(width: int, height: int) -> bytes:
 
 
 # What Lightning's Trainer logs on stderr when it starts (its INFO lines), before any error.
+# The CPU thread rule's line (project/core/threads.py) is printed where precision auto's is.
 LIGHTNING_START_LINES = ("Seed set to ", "GPU available: ", "TPU available: ", "HPU available: ",
-                         "\N{ELECTRIC LIGHT BULB} Tip: ")  # fmt: skip
+                         "CPU threads: ")  # fmt: skip
 
 
 def only_line(stderr: str) -> str:
