@@ -37,7 +37,7 @@ LINT_PATHS := project tests benchmarks $(wildcard lessons exercises)
 # The full suite, as CI runs it (.ci/run): ruff (lint, McCabe complexity <= 15), then every test.
 test: install
 	$(PY) -m ruff check $(LINT_PATHS)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # The edit-run cycle: ruff and the tests not marked slow (77 s on the 2-core dev VM, idle, before
 # tests/test_docs.py, which took 25-30 s more on that VM while it was shared, 2026-12-02).
