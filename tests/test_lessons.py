@@ -38,7 +38,8 @@ def lesson_runs(request):
     selected = {
         item.callspec.params["lesson"]
         for item in request.session.items
-        if Path(item.path) == Path(__file__) and hasattr(item, "callspec")
+        if Path(item.path) == Path(__file__)
+        and getattr(item, "originalname", "") == "test_lesson_runs_and_every_assertion_holds"
     }
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         yield {p.name: pool.submit(run_lesson, p) for p in LESSONS if p.name in selected}
