@@ -12,18 +12,31 @@ import io
 import json
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import httpx
 import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from project.data.transforms import inference_transform
+from project.serve.api import tensor_from_message
 from project.serve.cli import main as serve_main
 from project.serve.guard import ImageGuard
-from project.serve.limits import Limits, UploadError, check_content_type, check_image
+from project.serve.limits import (
+    MAX_TEXT_CHUNK,
+    Limits,
+    UploadError,
+    check_content_type,
+    check_image,
+)
 
 from .helpers import BOUND_SECONDS, REPO, kill_group, png_header_claiming, tail, wait_for
 
@@ -45,28 +58,75 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------- in process
 
 
+def wide_png(width: int = 16_777_216) -> bytes:
+    """A PNG of ``width`` x 1 black pixels: 16 KB on disk, within the default pixel limit."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, 1)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_with_text_bomb(expanded: int = 16 * MB, before_pixels: bool = True) -> bytes:
+    """An 8 x 8 PNG with a zTXt chunk that decompresses to ``expanded`` bytes (before or after
+    the pixel data)."""
+    packer, zeros = zlib.compressobj(9), bytes(MB)
+    compressed = b"".join(packer.compress(zeros) for _ in range(expanded // MB)) + packer.flush()
+    body = b"Comment\0\0" + compressed
+    kind = b"zTXt"
+    chunk = (struct.pack(">I", len(body)) + kind + body
+             + struct.pack(">I", zlib.crc32(kind + body)))  # fmt: skip
+    image = png_bytes((8, 8), 200)
+    cut = image.index(b"IDAT") - 4 if before_pixels else image.index(b"IEND") - 4
+    return image[:cut] + chunk + image[cut:]
+
+
 def test_check_image_refuses_each_bad_upload_with_its_reason():
-    limits = Limits(max_bytes=MB, max_pixels=100 * 100)
+    limits = Limits(max_bytes=MB, max_pixels=100 * 100, max_side=60)
     assert check_image(png_bytes((10, 10), 255), limits).shape == (3, 10, 10)
     cases = {
         b"": (400, "empty file"),
         b"not an image at all": (400, "not an image file"),
         png_bytes((50, 50), 7)[:60]: (400, "truncated"),
         png_header_claiming(101, 100): (413, "101 x 100 pixels"),  # our own limit, from the header
+        png_header_claiming(61, 2): (413, "a side above the limit of 60 (--max_side)"),
         b"x" * (MB + 1): (413, "above the limit"),
     }
     for data, (status, words) in cases.items():
         with pytest.raises(UploadError) as refused:
             check_image(data, limits)
         assert refused.value.status == status and words in str(refused.value), refused.value
-        assert "\n" not in str(refused.value)
+        assert "\n" not in str(refused.value) and "--" not in refused.value.user
 
 
 def test_pil_bomb_limit_applies_without_ours():
     # 20000 x 20000 = 400 M pixels: above twice PIL's MAX_IMAGE_PIXELS, refused from the header.
     with pytest.raises(UploadError) as refused:
-        check_image(png_header_claiming(20000, 20000), Limits(max_bytes=MB, max_pixels=10**12))
+        check_image(png_header_claiming(20000, 20000),
+                    Limits(max_bytes=MB, max_pixels=10**12, max_side=10**6))  # fmt: skip
     assert refused.value.status == 413 and "decompression bomb" in str(refused.value)
+
+
+def test_costly_decodes_are_refused_before_decoding(monkeypatch):
+    """The 16,777,216 x 1 PNG (within the pixel limit: 3.6 s and ~400 MB to decode before) is
+    refused from its header by --max_side, before the decoder runs; a PNG text chunk that
+    decompresses to 16 MB (400 MB is refused alike, after the same 64 KB) is refused by Pillow's
+    MAX_TEXT_CHUNK (set by pil_limits) as what it is. After the pixel data, the decoder stops at
+    the pixels and never expands it: the image is served."""
+    import project.serve.limits as limits_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image that its header should have refused")
+
+    wide = wide_png()
+    with monkeypatch.context() as patch:
+        patch.setattr(limits_module, "decode_image_bytes", no_decoding)
+        with pytest.raises(UploadError) as refused:
+            check_image(wide, Limits())
+    assert refused.value.status == 413 and "16777216 x 1" in str(refused.value)
+    with pytest.raises(UploadError) as refused:
+        check_image(png_with_text_bomb(), Limits())
+    assert refused.value.status == 413, refused.value
+    assert f"text chunk decompresses to over {MAX_TEXT_CHUNK} bytes" in str(refused.value)
+    assert check_image(png_with_text_bomb(before_pixels=False), Limits()).shape == (3, 8, 8)
 
 
 def test_content_types():
@@ -79,19 +139,30 @@ def test_content_types():
         assert error.value.status == 415
 
 
+SETTINGS = {"image_size": 8, "mean": [0.5] * 3, "std": [0.25] * 3}
+
+
 def guarded_client(app, max_pending=64) -> httpx.AsyncClient:
-    guard = ImageGuard(app, Limits(max_bytes=64 * 1024, max_pixels=256 * 256), max_pending)
+    guard = ImageGuard(app, Limits(max_bytes=64 * 1024, max_pixels=256 * 256, max_side=256),
+                       inference_transform(SETTINGS), max_pending)  # fmt: skip
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t")
 
 
 async def echo_app(scope, receive, send):
-    """Stands in for LitServe: answers with what the guard passed on."""
+    """Stands in for LitServe: answers with the shape of the tensor the guard passed on."""
     message = await receive()
     payload = json.loads(message["body"])
-    body = json.dumps({"bytes": len(base64.b64decode(payload["image"]))}).encode()
+    shape = list(tensor_from_message(payload).shape)
+    body = json.dumps({"shape": shape}).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
+
+
+def assert_refusal(response, status: int) -> None:
+    """One line of JSON: the user's words in "error", the precise reason in "detail"."""
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error", "detail"} and "\n" not in response.text
 
 
 def test_guard_passes_each_form_of_upload_and_refuses_bad_ones():
@@ -118,10 +189,10 @@ def test_guard_passes_each_form_of_upload_and_refuses_bad_ones():
             return good, bad, nofile, page
 
     good, bad, nofile, page = asyncio.run(run())
-    assert [r.json() for r in good] == [{"bytes": len(image)}] * 3
+    assert [r.json() for r in good] == [{"shape": [3, 8, 8]}] * 3
     for status, response in bad.items():
-        assert response.status_code == status and set(response.json()) == {"error"}, response.text
-    assert nofile.status_code == 400
+        assert_refusal(response, status)
+    assert_refusal(nofile, 400)
     assert page.status_code == 200 and "<canvas" in page.text
 
 
@@ -144,8 +215,76 @@ def test_guard_answers_503_over_max_pending_then_serves_again():
             return refused, await asyncio.gather(*held), await post()
 
     refused, held, after = asyncio.run(run())
-    assert refused.status_code == 503 and "--max_pending" in refused.json()["error"]
+    assert_refusal(refused, 503)
+    assert "--max_pending" in refused.json()["detail"]
     assert [r.status_code for r in held] == [200, 200] and after.status_code == 200
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def multipart(fields: list[tuple[str, bytes, bool]], boundary: str = "b0und") -> bytes:
+    """A multipart body by hand: (name, content, is a file) per part, names may repeat."""
+    parts = []
+    for name, content, is_file in fields:
+        filename = f'; filename="{name}.png"' if is_file else ""
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}'
+                     f"\r\n\r\n".encode() + content + b"\r\n")  # fmt: skip
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+BODIES = st.one_of(
+    st.tuples(st.just("application/json"), st.one_of(
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        JSON_VALUES.map(lambda v: json.dumps({"image": v}).encode()),
+        st.integers(1, 100_000).map(nested),
+        st.integers(1, 6000).map(lambda n: b'{"image": ' + b"9" * n + b"}"),
+        st.binary(max_size=200),
+    )),
+    st.tuples(st.just("multipart/form-data; boundary=b0und"), st.one_of(
+        st.integers(1, 3000).map(lambda n: multipart([(f"f{i}", b"x", False) for i in range(n)])),
+        st.integers(1, 100).map(lambda n: multipart([("image", b"not png", True)] * n)),
+        st.lists(st.tuples(st.sampled_from(["image", "file", "a"]), st.binary(max_size=40),
+                           st.booleans()), max_size=8).map(multipart),
+        st.binary(max_size=300),
+    )),
+    st.tuples(st.sampled_from(["image/png", "application/octet-stream", "image/jpeg"]),
+              st.binary(max_size=300)),
+    st.tuples(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+              st.binary(max_size=100)),  # any content type a client can send (ASCII)
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(BODIES, min_size=1, max_size=4))
+def test_any_body_is_a_4xx_json_line_and_the_guard_goes_on(bodies):
+    """Random bodies of every content type (nested JSON 100,000 deep, 6,000-digit numbers, JSON of
+    any type, multipart with 3,000 fields or 100 duplicate files, garbage): never a 5xx (the
+    ASGI transport raises what the guard raises), always one JSON line, and a good image after."""
+
+    async def run():
+        async with guarded_client(echo_app) as client:
+            answers = [await client.post("/predict", content=body,
+                                         headers={"content-type": kind})  # fmt: skip
+                       for kind, body in bodies]  # fmt: skip
+            good = await client.post("/predict", content=png_bytes(),
+                                     headers={"content-type": "image/png"})  # fmt: skip
+            return answers, good
+
+    answers, good = asyncio.run(run())
+    for response in answers:
+        assert response.status_code < 500, response.text
+        if response.status_code != 200:  # a random body can be a valid image, rarely
+            assert 400 <= response.status_code < 500
+            assert_refusal(response, response.status_code)
+    assert good.status_code == 200
 
 
 def test_bad_checkpoint_is_one_line_and_status_2(tmp_path, capsys):
@@ -155,6 +294,28 @@ def test_bad_checkpoint_is_one_line_and_status_2(tmp_path, capsys):
     line = capsys.readouterr().err.strip()
     assert line.startswith("error: ") and str(bad) in line and "\n" not in line
     assert serve_main(["--ckpt_path", str(tmp_path / "missing.ckpt")]) == 2
+    assert serve_main(["--ckpt_path", str(bad), "--body_timeout", "0"]) == 2
+    assert "--body_timeout must be above 0" in capsys.readouterr().err
+
+
+def test_half_precision_follows_the_checkpoint(tmp_path):
+    """--precision auto: float32 on the CPU whatever the checkpoint; on CUDA the half type its
+    weights are stored in, or float16 where a GradScaler state says 16-mixed."""
+    from project.serve.api import serving_dtype
+
+    def write(name, dtype, extra=None):
+        path = tmp_path / name
+        torch.save({"state_dict": {"w": torch.zeros(2, dtype=dtype)}, **(extra or {})}, path)
+        return str(path)
+
+    fp32, bf16 = write("fp32.ckpt", torch.float32), write("bf16.ckpt", torch.bfloat16)
+    scaled = write("mixed.ckpt", torch.float32, {"MixedPrecision": {"scale": 1.0}})
+    assert [serving_dtype("auto", p, "cpu") for p in (fp32, bf16, scaled)] == [torch.float32] * 3
+    assert serving_dtype("auto", fp32, "cuda:0") == torch.float32
+    assert serving_dtype("auto", bf16, "cuda:0") == torch.bfloat16
+    assert serving_dtype("auto", scaled, "cuda:0") == torch.float16
+    assert serving_dtype("16", fp32, "cpu") == torch.float16
+    assert serving_dtype("auto", None, "cuda:0") == torch.float32  # an ONNX file: as exported
 
 
 # ---------------------------------------------------------------------------- a real server
