@@ -60,9 +60,9 @@ def parser() -> argparse.ArgumentParser:
     limits.add_argument("--max_upload_mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help="largest image file accepted (413 above)")  # fmt: skip
     limits.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help="largest width x height, read from the header (413 above)")
+                        help="largest width x height, from the header (413 above)")  # fmt: skip
     limits.add_argument("--max_side", type=int, default=DEFAULT_MAX_SIDE,
-                        help="largest width or height, read from the header (413 above)")
+                        help="largest width or height, from the header (413 above)")  # fmt: skip
     limits.add_argument("--max_pending", type=int, default=64,
                         help="requests being decoded or predicted per API server process "
                         "before 503")  # fmt: skip
@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
                         help="seconds for a request's body to arrive before 408 and the "
                         "connection closed")  # fmt: skip
     limits.add_argument("--shutdown_timeout", type=float, default=5.0,
-                        help="seconds SIGTERM waits for open requests before it stops anyway")
+                        help="seconds SIGTERM waits for open requests, then stops")  # fmt: skip
     return p
 
 

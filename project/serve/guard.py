@@ -118,7 +118,8 @@ async def image_from_multipart(scope, body: bytes) -> bytes:
         await form.close()
 
 
-async def image_bytes(scope, receive, limits: Limits, body_timeout: float) -> bytes:
+async def whole_body(scope, receive, limits: Limits, body_timeout: float) -> tuple[str, bytes]:
+    """(media type, body) of a request /predict may take, read within the limits."""
     headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
     kind = check_content_type(headers.get("content-type", ""))
     declared = headers.get("content-length", "")
@@ -128,7 +129,7 @@ async def image_bytes(scope, receive, limits: Limits, body_timeout: float) -> by
     body = await read_body(receive, body_limit(kind, limits), body_timeout)
     if not body:
         raise UploadError(400, "empty body: no image sent", "No image was sent.")
-    return body
+    return kind, body
 
 
 async def image_from_body(scope, kind: str, body: bytes) -> bytes:
@@ -171,7 +172,7 @@ class ImageGuard:
         if scope["path"] != self.path or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         try:
-            body = await image_bytes(scope, receive, self.limits, self.body_timeout)
+            kind, body = await whole_body(scope, receive, self.limits, self.body_timeout)
         except UploadError as error:
             return await self.refuse(error, scope, receive, send)
         if self.pending >= self.max_pending:
@@ -181,7 +182,7 @@ class ImageGuard:
             return await self.refuse(error, scope, receive, send)
         self.pending += 1
         try:
-            await self.checked(scope, receive, send, body)
+            await self.checked(scope, receive, send, kind, body)
         finally:
             self.pending -= 1
 
@@ -195,9 +196,7 @@ class ImageGuard:
     def prepare(self, data: bytes) -> dict:
         return tensor_message(self.transform(check_image(data, self.limits)))
 
-    async def checked(self, scope, receive, send, body: bytes):
-        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
-        kind = check_content_type(headers.get("content-type", ""))
+    async def checked(self, scope, receive, send, kind: str, body: bytes):
         try:
             data = await image_from_body(scope, kind, body)
             check_size(len(data), self.limits)
