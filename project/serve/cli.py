@@ -143,6 +143,17 @@ def load_check(options) -> tuple[str | None, dict | None]:
     return None, settings
 
 
+DIGITS = [str(digit) for digit in range(10)]
+
+
+def page_metadata(settings: dict) -> dict:
+    """What GET /info tells the page (LitServe's ``model_metadata``): the classes, the image size,
+    and whether these are the digits (white on black, as the bundled digits are drawn)."""
+    names = [str(name) for name in settings["class_names"]]
+    return {"class_names": names, "image_size": int(settings["image_size"]),
+            "digits": names == DIGITS}  # fmt: skip
+
+
 def build_server(options, settings: dict, accelerator: str):
     import litserve as ls
 
@@ -163,6 +174,7 @@ def build_server(options, settings: dict, accelerator: str):
     server = ls.LitServer(
         api, accelerator=accelerator, workers_per_device=options.workers, middlewares=[guard],
         disable_openapi_url=True, fast_queue=options.fast_queue,
+        model_metadata=page_metadata(settings),
     )  # fmt: skip
     # LitServe's own setting (30 s): how long each API server waits for open requests on SIGTERM.
     server.uvicorn_graceful_timeout = max(0.5, options.shutdown_timeout - 1)
