@@ -1,16 +1,18 @@
 """The baseline of benchmarks/serving.py: a plain FastAPI endpoint, one forward pass per request.
 
-    python -m benchmarks.serving_plain CKPT PORT
+    python -m benchmarks.serving_plain CKPT --port PORT
 
 The same model and preprocessing as ``python -m project serve`` (project/serve/api.py's
 ClassifierAPI), without LitServe: no batching, no separate worker process. FastAPI runs the
-blocking work in its thread pool, as it does for any plain ``def`` endpoint.
+blocking work in its thread pool, as it does for any plain ``def`` endpoint. Its torch thread
+count follows the same rule as serve's worker (project/serve/cli.py ``worker_threads``: 1 on 2
+cores), so the baseline is not slowed by the oversubscription serve avoids.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
-import sys
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -20,7 +22,12 @@ from project.serve.api import ClassifierAPI
 
 
 def app_for(checkpoint: str) -> FastAPI:
-    api = ClassifierAPI(ckpt_path=checkpoint)
+    from project.serve.cli import worker_threads
+
+    api = ClassifierAPI(
+        ckpt_path=checkpoint,
+        threads=worker_threads(argparse.Namespace(threads=0, workers=1), "cpu"),
+    )
     api.setup("cpu")
     app = FastAPI()
 
@@ -40,4 +47,9 @@ def app_for(checkpoint: str) -> FastAPI:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app_for(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    arguments = argparse.ArgumentParser(prog="python -m benchmarks.serving_plain")
+    arguments.add_argument("checkpoint")
+    arguments.add_argument("--port", type=int, default=8000)
+    options = arguments.parse_args()
+    uvicorn.run(app_for(options.checkpoint), host="127.0.0.1", port=options.port,
+                log_level="warning")  # fmt: skip
