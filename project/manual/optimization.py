@@ -58,7 +58,7 @@ def total_training_steps(batches_per_epoch: int, settings: LoopSettings) -> int:
 
 
 def configure_optimizers(recipe, batches_per_epoch: int, settings: LoopSettings) -> Schedule:
-    """The optimizer over the recipe's named groups and its schedule (project/core/optimizers.py)."""
+    """The optimizer over the recipe's named groups and its schedule (core/optimizers.py)."""
     return recipe.configure_optimizers(total_training_steps(batches_per_epoch, settings))
 
 
