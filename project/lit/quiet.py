@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import warnings
 
+from lightning.pytorch.utilities.rank_zero import rank_zero_module
+
 ADVERT_START = "💡 Tip: For seamless cloud logging"
-ADVERT_LOGGER = "lightning.pytorch.utilities.rank_zero"  # rank_zero_info's logger
 PYTREE_MESSAGE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 PYTREE_MODULE = r"lightning\.pytorch\.utilities\._pytree"
 
@@ -32,7 +33,7 @@ class DropAdvert(logging.Filter):
 
 def install() -> None:
     """Install both filters (idempotent)."""
-    logger = logging.getLogger(ADVERT_LOGGER)
+    logger = rank_zero_module.log  # the logger rank_zero_info writes to
     if not any(isinstance(f, DropAdvert) for f in logger.filters):
         logger.addFilter(DropAdvert())
     warnings.filterwarnings(
