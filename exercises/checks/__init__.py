@@ -77,6 +77,49 @@ def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count} {word if count == 1 else words or word + 's'}"
 
 
+def mean_loss(
+    got: float,
+    losses: list[tuple[float, int]],
+    batch_size: int,
+    what: str,
+    tolerance: float = 1e-5,
+) -> None:
+    """A Mistake naming the average ``got`` is when it is not the mean per image of ``losses``
+    ((batch mean, batch size) per batch, the last batch smaller); ``what`` says whose value it
+    is ("train_one_epoch returned"). The checker knows the exact value of each usual wrong
+    average: each differs from the right one by 1e-2 or more, far above float32 rounding."""
+    images, batch_sum = sum(n for _, n in losses), sum(value * n for value, n in losses)
+    expected = batch_sum / images
+    if abs(got - expected) < tolerance:
+        return
+    last = losses[-1][1]
+    wrong = {
+        sum(value for value, _ in losses) / len(losses): (
+            f"the mean of the batch means: the last batch has {last} images, not {batch_size}, "
+            "and counts as much as a full one; add loss.item() * labels.shape[0] per batch"
+        ),
+        batch_sum / len(losses): "the per-image sum was divided by the number of batches",
+        batch_sum / (batch_size * len(losses)): (
+            f"it counted batch_size images for every batch, but the last batch has only {last}: "
+            "count labels.shape[0] per batch"
+        ),
+        sum(value for value, _ in losses) / images: (
+            "the batch means (loss.item(), without the batch size) were added up and divided by "
+            "the number of images; add loss.item() * labels.shape[0]"
+        ),
+    }
+    for value, mistake in wrong.items():
+        if abs(got - value) < tolerance:
+            raise Mistake(
+                f"{what} {got:.5f}, expected the mean loss per image "
+                f"{expected:.5f}: {mistake}, and divide by the number of images"
+            )
+    raise Mistake(
+        f"{what} {got:.5f}, expected the mean loss of the epoch "
+        f"{expected:.5f}: add loss.item() x batch size per batch, divide by the image count"
+    )
+
+
 # PyTorch's own errors that a known mistake causes: (pattern of the error's text, what to say).
 # The runner puts the explanation first, then the error itself and where it happened.
 KNOWN_ERRORS = [
