@@ -617,21 +617,21 @@ MUTANTS = {
             ),
             ("total_loss += loss.item()", "    return total_loss / len(loader)\n"),
             "returns_mean_training_loss",
-            "the mean of the batch means: the last batch has 2 images, not 4",
+            "the mean of the batch means counts the last batch (2 images, not 4)",
         ),
         (
             "training_loss_divided_by_batches",
             "    return total_loss / total_images\n",
             "    return total_loss / len(loader)\n",
             "returns_mean_training_loss",
-            "the per-image sum was divided by the number of batches",
+            "the sum over the images was divided by the number of batches",
         ),
         (
             "training_loss_assumes_full_batches",
             "        total_images += labels.shape[0]\n    return total_loss / total_images\n",
             "        total_images += loader.batch_size\n    return total_loss / total_images\n",
             "returns_mean_training_loss",
-            "it counted batch_size images for every batch, but the last batch has only 2",
+            "batch_size images were counted for every batch, but the last batch has only 2",
         ),
         (
             "accuracy_mean_of_batch_accuracies",
@@ -781,7 +781,7 @@ MUTANTS = {
             '"model": model.state_dict(),',
             '"model": nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).state_dict(),',
             "saves_state_dicts",
-            "the checkpoint does not hold the model's weights",
+            "the checkpoint does not hold the weights of the model it was given",
         ),
         (
             "whole_model_refused_by_a_safe_load",  # PyTorch's own text replaced by the mistake
@@ -853,7 +853,7 @@ MUTANTS[4] = [
             "    return total_loss / len(loader)\n",
         ),
         "training_epoch",
-        "the mean of the batch means: the last batch has 4 images, not 8",
+        "the mean of the batch means counts the last batch (4 images, not 8)",
     ),
     (
         "fit_returns_the_last_accuracy",
@@ -1039,7 +1039,7 @@ def test_a_wrong_save_is_not_blamed_on_load_checkpoint(tmp_path):
     )
     results = {r.title: r for r in iter_checks(3, mutant)}
     failed = [r for r in results.values() if not r.ok]
-    assert "the checkpoint does not hold the model's weights" in failed[0].message
+    assert "does not hold the weights of the model it was given" in failed[0].message
     assert [r.skipped for r in failed[1:]] == [True, True, True], [r.line() for r in failed]
     assert not any("load_checkpoint" in r.message for r in failed), [r.line() for r in failed]
 

@@ -95,24 +95,27 @@ def mean_loss(
     last = losses[-1][1]
     wrong = {
         sum(value for value, _ in losses) / len(losses): (
-            f"the mean of the batch means: the last batch has {last} images, not {batch_size}, "
-            "and counts as much as a full one; add loss.item() * labels.shape[0] per batch"
+            f"the mean of the batch means counts the last batch ({last} images, not "
+            f"{batch_size}) as much as a full one; add loss.item() * labels.shape[0] per batch "
+            "and divide by the number of images"
         ),
-        batch_sum / len(losses): "the per-image sum was divided by the number of batches",
+        batch_sum / len(losses): (
+            "the sum over the images was divided by the number of batches; divide by the number "
+            "of images"
+        ),
         batch_sum / (batch_size * len(losses)): (
-            f"it counted batch_size images for every batch, but the last batch has only {last}: "
-            "count labels.shape[0] per batch"
+            f"batch_size images were counted for every batch, but the last batch has only "
+            f"{last}; count labels.shape[0] per batch"
         ),
         sum(value for value, _ in losses) / images: (
-            "the batch means (loss.item(), without the batch size) were added up and divided by "
-            "the number of images; add loss.item() * labels.shape[0]"
+            "the batch means (loss.item() without the batch size) were added up and divided by "
+            "the number of images; add loss.item() * labels.shape[0] per batch"
         ),
     }
     for value, mistake in wrong.items():
         if abs(got - value) < tolerance:
             raise Mistake(
-                f"{what} {got:.5f}, expected the mean loss per image "
-                f"{expected:.5f}: {mistake}, and divide by the number of images"
+                f"{what} {got:.5f}, expected the mean loss per image {expected:.5f}: {mistake}"
             )
     raise Mistake(
         f"{what} {got:.5f}, expected the mean loss of the epoch "

@@ -271,7 +271,8 @@ def converts_to_rgb(exercise) -> None:
             )
             require(
                 torch.is_tensor(image),
-                f"dataset[{index}] is a {type(image).__name__}, not a tensor: __getitem__ must "
+                f"dataset[{index}]'s image is of type {type(image).__name__}, not a tensor: "
+                "__getitem__ must "
                 "apply self.transform to the image",
             )
             require(

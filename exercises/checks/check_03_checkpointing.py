@@ -137,8 +137,9 @@ def saves_state_dicts(exercise) -> None:
         )
         require(
             holds_weights,
-            "the checkpoint does not hold the model's weights: save model.state_dict() (after "
-            "training, not a copy from before)",
+            "the checkpoint does not hold the weights of the model it was given: save "
+            "model.state_dict() of that model (after training, not a copy from before, nor a "
+            "network built again)",
         )
 
 

@@ -325,8 +325,7 @@ def keeps_the_best_epoch(exercise) -> None:
             f"fit gave make_optimizer steps_per_epoch={steps}, but an epoch has "
             f"len(train_loader) = {len(train_loader)} batches"
             + (" (not one step per image)" if steps == len(train_loader.dataset) else "")
-            + ": the schedule steps once per batch, so it would end elsewhere than at the "
-            "last batch",
+            + ": the schedule steps once per batch, and its last step must be the last batch's",
         )
         require(epochs == 3, f"fit gave make_optimizer epochs={epochs} for 3 epochs")
     require(
