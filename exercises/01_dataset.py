@@ -4,11 +4,13 @@ Write the five pieces below, then check your work:
 
     make exercise N=1            # or: python -m exercises.check 1
 
-The checker writes real image files (PNG, JPEG, BMP, GIF; greyscale, palette and CMYK ones; a
-hidden folder and a text file among them) and runs your code on them; each failing line names the
-mistake and where to look. When every check passes, compare with exercises/solutions/01_dataset.py
-and with the project's version: ``ImageDataset`` in project/data/datasets.py, ``load_image`` in
-project/data/images.py, ``ImageDataModule._loader`` in project/lit/datamodule.py.
+The checker writes real image files (PNG, JPEG, BMP, GIF; greyscale, palette and CMYK ones; hidden
+folders and files, a text file beside the class folders and one inside) and runs your code on them,
+listing folders in reverse order (your filesystem may list them sorted, another machine's will
+not); each failing line names the mistake and where to look. When every check passes, compare
+with exercises/solutions/01_dataset.py and with the project's version: ``ImageDataset`` in
+project/data/datasets.py, ``load_image`` in project/data/images.py, ``ImageDataModule._loader`` in
+project/lit/datamodule.py.
 
 Hints
 - Find the classes with ``os.scandir(root)`` / ``os.listdir(root)`` (sub-folders only), and the
@@ -24,15 +26,31 @@ Hints
 Common mistakes (the checker catches each)
 - no RGB conversion: a greyscale image has 1 channel, a CMYK one 4, a palette image 1 (indices);
 - only some formats: ``.JPG`` is a JPEG too, images in sub-folders count;
-- hidden folders such as ``.ipynb_checkpoints`` taken as classes; unsorted class names;
+- hidden folders such as ``.ipynb_checkpoints`` taken as classes, or walked inside a class; hidden
+  files (macOS's ``._photo.jpg``) taken as images; a file beside the class folders taken as a
+  class (no ``is_dir()``); unsorted class names, or labels numbered in listing order;
+- an image in a sub-folder labelled by its own folder (``Path(folder).name``), not its class;
 - wrong normalization values: no scaling to [0, 1], or ImageNet's mean/std on other images;
 - no shuffle for training (batches of one class at a time); no workers (the GPU waits for the CPU);
 - class names as labels (a label is the class index); ``__len__`` counting classes, not images;
+  ``(label, image)`` returned instead of ``(image, label)``; the transform never applied;
 - ``Resize(size)`` with one number (it keeps the aspect ratio: shapes differ); Normalize before
   ToTensor (Normalize works on tensors);
 - ``image.view(-1, 3)`` on a (3, H, W) tensor mixes the channels (``reshape(3, -1)``, or
   ``permute`` first); either std divisor (N or N - 1) is right, the checker says which you used;
-- ``pin_memory`` hard-coded or forgotten (the checker asks as on a machine with and without a GPU).
+  an average of per-image means (a small image weighs as much as a large one), one mean or std
+  for all channels, the variance for the std;
+- ``pin_memory`` hard-coded or forgotten (the checker asks as on a machine with and without a GPU);
+  a shuffled validation loader, ``drop_last=True`` on it (images never validated), a hard-coded
+  batch size.
+
+Ask yourself (the checker cannot see these)
+- Do you measure the mean and std on the training images only? Validation images in them leak
+  what the model is judged on into its input.
+- Does ``__getitem__`` close each file (``with Image.open(path) as image:``)? Open files pile up
+  with many workers and big folders ("Too many open files").
+- Is the validation transform free of random augmentation, so every epoch judges the same images?
+- Does ``num_workers`` suit your machine? ``python -m benchmarks.loader_settings`` times a few.
 """
 
 from __future__ import annotations

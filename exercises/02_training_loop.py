@@ -23,20 +23,36 @@ Hints
 - ``loss.item()`` turns a one-element tensor into a Python float (and keeps no graph alive).
 
 Common mistakes (the checker catches each)
-- no ``zero_grad()``: gradients accumulate across steps, each update uses every earlier batch too;
+- no ``zero_grad()``, or once before the loop: gradients accumulate across steps, each update uses
+  every earlier batch too; ``zero_grad()`` between ``backward()`` and ``step()`` (no gradients);
+  no ``backward()``; no ``step()``, or one step after the loop;
 - the batch left on the CPU while the model is on the GPU ("Expected all tensors to be on the same
-  device");
-- validating in train mode: dropout stays on, BatchNorm learns statistics from validation data;
-- validating without ``no_grad()``: a graph is built for nothing (memory, time);
+  device"), also ``images.to(device)`` with its result thrown away (``.to()`` returns a copy);
+- validating in train mode: dropout stays on, BatchNorm learns statistics from validation data
+  (also ``model.eval`` without its parentheses);
+- validating without ``no_grad()``: a graph is built for nothing (memory, time); a bare
+  ``torch.no_grad()`` line does nothing; the training forward under ``no_grad()`` (no gradients);
 - ``optimizer.step()`` before ``loss.backward()``: the update uses stale or no gradients;
-- the wrong batch dimension: ``argmax(dim=0)`` picks per class instead of per image, or the
-  accuracy divides by the number of batches instead of the number of images;
+- the wrong batch dimension: ``argmax(dim=0)`` picks per class instead of per image, ``argmax()``
+  one index for the whole batch, or the accuracy divides by the number of batches;
+- averages over batches of unequal size (the last batch is smaller): a mean of batch means or of
+  batch accuracies, a sum divided by the number of batches, or ``batch_size`` images counted for
+  every batch; ``(accuracy, loss)`` returned in the wrong order;
 - adding up loss tensors (``total += loss``): a returned loss still attached to the autograd
   graph, which keeps every batch's graph referenced; ``running.backward()`` on such a sum goes
   through earlier batches' graphs a second time;
 - softmax fed to ``F.cross_entropy`` (it applies log_softmax itself), raw logits fed to
-  ``F.nll_loss``, or ``reduction="sum"`` in training (the step size grows with the batch);
+  ``F.nll_loss``, ``reduction="sum"`` in training (the step size grows with the batch), or
+  ``F.cross_entropy(labels, logits)``;
 - an in-place change (``x.clamp_()``, ``x += ...``) to a tensor that backward() still needs.
+
+Ask yourself (the checker cannot see these)
+- In your own script, does ``evaluate`` get the validation loader, never the training one?
+- With gradient clipping: is it after ``backward()`` and before ``step()`` (with a GradScaler,
+  after ``scaler.unscale_(optimizer)``)?
+- When the optimizer holds only some parameters, ``optimizer.zero_grad()`` clears only those:
+  do the others need their gradients at all (``requires_grad_(False)``)?
+- Is the model on ``device`` before the optimizer is built and before the first batch?
 """
 
 from __future__ import annotations

@@ -29,7 +29,25 @@ Common mistakes (the checker catches each)
 - not checking that the file exists: the first run, with no checkpoint yet, crashes;
 - ``model.state_dict`` without parentheses (the method, pickled with the whole model);
 - ``model.load_state_dict(checkpoint)``: the whole dict instead of ``checkpoint["model"]``;
-- ``os.makedirs(folder)`` without ``exist_ok=True``: the second save into the folder fails.
+- ``os.makedirs(folder)`` without ``exist_ok=True``: the second save into the folder fails;
+- ``optimizer.state_dict`` without parentheses; ``torch.save(path, checkpoint)`` (the object
+  comes first); another model's weights saved (a network built again inside save_checkpoint);
+- the epoch returned plus one (the loop resumes at ``range(completed, epochs)``: one epoch is
+  skipped), the whole checkpoint returned, or None for a missing file instead of 0;
+- ``map_location="cuda"`` hard-coded (pass the device you are given).
+
+Ask yourself (the checker cannot see these)
+- Does your training loop save after the epoch's last update, with the epochs completed, and
+  resume with ``range(load_checkpoint(...), epochs)``?
+- A run with an LR scheduler, a GradScaler or random augmentation needs their states too
+  (``scheduler.state_dict()``, ``scaler.state_dict()``, the RNG states): this exercise has none;
+  ``RunState`` in project/manual/run_state.py keeps them all.
+- ``load_state_dict(..., strict=False)`` hides keys that do not match: use it only where you mean
+  it (exercise 4's missing ``fc``), and look at the keys it returns.
+- Is the model on its device before ``optimizer.load_state_dict``? The optimizer's state follows
+  the parameters' device at loading time.
+- What does a crash halfway through ``torch.save`` leave? A half-written ``last.pt``; write to a
+  temporary file and rename it (``save_atomic`` in project/runs/checkpoints.py).
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ the reference solution's ``run_challenge(weights=f)`` with ``f`` a file of
 ``torch.manual_seed(s); resnet18().state_dict()``; 2-core AMD EPYC VM, shared, 2026-12-03), and
 0.361 with the project's recipe (`make transfer` prints the whole comparison, docs/transfer.md).
 The checker builds your model from a weights file of its own, watches a training epoch (which
-parameters change, the LR, autocast), scripts the validation accuracies to see which epoch your
-checkpoint keeps, and finally runs ``run_challenge()``.
+parameters change, the LR, autocast, the gradients each step uses), scripts the validation
+accuracies to see which epoch your checkpoint keeps, and finally runs ``run_challenge()``: only
+once every other check passes (a backbone left unfrozen would train for half an hour).
 When every check passes, compare with exercises/solutions/04_challenge_transfer.py and with
 ``TransferNetwork`` in project/models/transfer.py (any torchvision backbone, gradual unfreezing).
 
@@ -44,15 +45,28 @@ Common mistakes (the checker catches each)
 - the backbone not frozen, or the old 1000-class ``fc`` kept;
 - the weights file never loaded (the network starts random);
 - the optimizer over all parameters, or no schedule (the LR never moves), or the scheduler stepped
-  before the optimizer;
+  before the optimizer, or once per epoch; a schedule sized in epochs (``CosineAnnealingLR(
+  T_max=epochs)``) stepped every batch; ``steps_per_epoch`` counted in images;
+- ``zero_grad()`` forgotten (gradients accumulate) or between ``backward()`` and ``step()``;
 - no autocast, so no mixed precision;
 - BatchNorm statistics of the frozen backbone drifting in train mode;
 - saving the last epoch instead of the best one, or keeping the best ``model.state_dict()`` to
-  save later (it holds references to the live tensors: later epochs change it);
+  save later (it holds references to the live tensors: later epochs change it); returning the
+  last accuracy; the whole model saved; validating on the training loader; ``make_optimizer``
+  called every epoch (the schedule restarts);
 - freezing after replacing ``fc`` (then nothing trains), or a strict load of a file without ``fc``;
 - OneCycleLR over ``epochs`` steps while stepping every batch (it runs out of steps);
 - ``torch.autocast("cuda", ...)`` copied from a GPU recipe on a CPU (switched off with a warning);
-- a returned loss that is a tensor still attached to the autograd graph (``loss.item()``).
+- a returned loss that is a tensor still attached to the autograd graph (``loss.item()``), or a
+  mean of batch means (the last batch is smaller).
+
+Ask yourself (the checker cannot see these)
+- Is the new layer ``nn.Linear(model.fc.in_features, ...)``? ``512`` works for ResNet18 only.
+- Is ``backward()`` outside the ``autocast`` block, as the recipe has it?
+- On a GPU with float16: ``scaler.scale(loss).backward()``, ``scaler.step(optimizer)``,
+  ``scaler.update()``? The checker runs on a CPU with bfloat16, where the scaler is off.
+- Did you keep MEAN and STD, the statistics the backbone was trained with? Only the real run (the
+  last check) shows what other values cost.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@
     python -m exercises.check 2 --file my.py     # any file
     make exercise N=1                            # the same as the first line
 
-Exit status 0 when every check passes, 1 when any fails. Exercise N is found by its two-digit
+Exit status 0 when every check passes, 1 when any fails. A check that needs an earlier one
+(``@needs`` in its checker) is skipped with one line while that one fails: exercise 4's real
+fine-tune never runs on an attempt that has already failed. A failure with the same message as one
+above says "same error as above" instead of repeating it. Exercise N is found by its two-digit
 prefix: ``exercises/NN_*.py`` is the exercise, ``exercises/checks/check_NN_*.py`` its checker and
 ``exercises/solutions/NN_*.py`` the solution, so a new exercise needs no change here.
 """
@@ -25,9 +28,11 @@ from types import ModuleType
 
 import torch
 
-from exercises.checks import Mistake, explain, load_exercise
+from exercises.checks import Mistake, explain, load_exercise, plural
 
 EXERCISES = Path(__file__).resolve().parent
+SKIPPED = "skipped: fix the failing check above first"
+SAME = "same error as above"
 
 
 @dataclass
@@ -36,12 +41,15 @@ class Result:
     message: str | None  # None: the check passed
     note: str | None = None  # what a passing check found worth saying (e.g. which formula)
     warnings: list[str] = field(default_factory=list)  # what the learner's code warned, once each
+    skipped: bool = False  # not run: a check it needs failed (the message says so)
 
     @property
     def ok(self) -> bool:
         return self.message is None
 
     def line(self) -> str:
+        if self.skipped:
+            return f"  skip  {self.title}: {self.message}"
         if not self.ok:
             return f"  FAIL  {self.title}: {self.message}"
         return f"  ok    {self.title}" + (f" ({self.note})" if self.note else "")
@@ -82,8 +90,8 @@ def title(check: Callable) -> str:
     return doc.splitlines()[0]
 
 
-def where(error: BaseException, path: Path) -> str:
-    """The innermost frame of the traceback in the learner's file, as ' (at file:line, in f)'."""
+def place(error: BaseException, path: Path) -> str:
+    """The innermost frame of the traceback in the learner's file, as 'at file:line, in f'."""
     frames = [
         frame
         for frame in traceback.extract_tb(error.__traceback__)
@@ -92,7 +100,13 @@ def where(error: BaseException, path: Path) -> str:
     if not frames:
         return ""
     frame = frames[-1]
-    return f" (at {path.name}:{frame.lineno}, in {frame.name})"
+    return f"at {path.name}:{frame.lineno}, in {frame.name}"
+
+
+def where(error: BaseException, path: Path) -> str:
+    """' (at file:line, in f)', or '' when the error did not pass through the learner's file."""
+    at = place(error, path)
+    return f" ({at})" if at else ""
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:
@@ -111,16 +125,24 @@ def run_check(check: Callable[[ModuleType], None], module: ModuleType) -> Result
         note = check(module)
     except Mistake as mistake:
         return Result(title(check), str(mistake))
-    except NotImplementedError as todo:
-        return Result(title(check), f"not written yet: {todo}{where(todo, path)}")
-    except Exception as error:  # the learner's code crashed: say what and where
+    except Exception as error:  # the learner's code crashed (or is not written): what and where
         known = explain(error)  # a PyTorch error that a known mistake causes: name the mistake
-        # Named: the error's text only to recognise it (shorter), and where it happened.
-        crash = f"{type(error).__name__}: {first_line(error, 120 if known else 300)}"
-        crash += where(error, path)
-        message = f"{known} (crashed: {crash})" if known else f"crashed: {crash}"
-        return Result(title(check), message)
+        if isinstance(error, NotImplementedError) and known is None:  # the exercise's TODO
+            return Result(title(check), f"not written yet: {error}{where(error, path)}")
+        if known:  # the explanation replaces PyTorch's own text; the error's name and place stay
+            at = place(error, path)
+            return Result(title(check), f"{known} ({type(error).__name__}{' ' + at if at else ''})")
+        crash = f"{type(error).__name__}: {first_line(error)}{where(error, path)}"
+        return Result(title(check), f"crashed: {crash}")
     return Result(title(check), None, note if isinstance(note, str) else None)
+
+
+def blocked(check: Callable, failed: set[str]) -> bool:
+    """Whether ``check`` needs a check that failed (or was skipped) above it (``@needs``)."""
+    needed = getattr(check, "needs", None)
+    if needed is None:
+        return False
+    return bool(failed) if not needed else bool(failed & set(needed))
 
 
 def run_checks(number: int, path: str | Path) -> list[Result]:
@@ -135,21 +157,33 @@ def iter_checks(number: int, path: str | Path, names: list[str] | None = None):
         module = load_exercise(path)
     except Exception as error:  # a syntax error or a failing import: every check fails with it
         message = f"the file does not import: {type(error).__name__}: {first_line(error)}"
-        yield from (Result(title(check), message) for check in checks)
+        for index, check in enumerate(checks):
+            yield Result(title(check), message if index == 0 else SAME)
         return
     # The checks work on tiny tensors, where one thread is fastest and does not wait on threads
     # that other busy processes hold up (a training epoch of check 2: 0.5 s with 2 threads on a
     # busy 2-core machine, 0.008 s with 1).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    failed: set[str] = set()  # checks that failed or were skipped
+    told: set[str] = set()  # failure messages already shown in full
     try:
         for check in checks:
+            if blocked(check, failed):
+                failed.add(check.__name__)
+                yield Result(title(check), SKIPPED, skipped=True)
+                continue
             # Warnings are caught, not printed in between: a check that needs one judges it
             # itself; the others are shown once, after the line of the check that raised them.
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 result = run_check(check, module)
             result.warnings = list(dict.fromkeys(warned(w) for w in caught))
+            if not result.ok:
+                failed.add(check.__name__)
+                if result.message in told:  # one crash, one line: the first one says it all
+                    result.message = SAME
+                told.add(result.message)
             yield result
     finally:
         torch.set_num_threads(threads)
@@ -217,13 +251,16 @@ def main(args: list[str] | None = None) -> int:
                     shown.add(warning)
                     out.line(f"          your code warned: {warning}")
             results.append(result)
-        failed = sum(not result.ok for result in results)
-        if failed:
+        failed = sum(not result.ok and not result.skipped for result in results)
+        skipped = sum(result.skipped for result in results)
+        if failed or skipped:
+            also = f", {skipped} skipped" if skipped else ""
             out.line(
-                f"{failed} of {len(results)} checks failed. Fix the first one and run this again."
+                f"{failed} of {plural(len(results), 'check')} failed{also}. "
+                "Fix the first one and run this again."
             )
             return 1
-        out.line(f"all {len(results)} checks passed.")
+        out.line(f"all {plural(len(results), 'check')} passed.")
         return 0
     finally:
         sys.stdout = real_stdout

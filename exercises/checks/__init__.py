@@ -12,7 +12,9 @@ check's docstring is its title in the runner's output. Optional module attribute
                        ``make challenge-data``); tests run it where they exist, never on mutants
 
 A check that passes may return a short note (a str) that the runner prints after ``ok``. An error
-of PyTorch's own that a known mistake causes is named by ``explain`` (the runner adds its line).
+of PyTorch's own that a known mistake causes is named by ``explain`` (the runner prints that
+explanation instead of the error's own text). A check marked ``@needs(...)`` is skipped, with one
+line, once a check it needs has failed: it could not pass, or would blame code that is right.
 
 Run a checker with ``python -m exercises.check N`` (or ``make exercise N=1``).
 """
@@ -57,6 +59,70 @@ def require(condition: bool, message: str) -> None:
         raise Mistake(message)
 
 
+def needs(*checks):
+    """Mark a check that cannot pass, or would blame code that is right, once one of ``checks``
+    failed: the runner then skips it with one line ("skipped: fix the failing check above
+    first"). With no checks named it needs every check before it (a real training run that is
+    slow, or that only says "does not learn" where an earlier check names the cause)."""
+
+    def mark(check):
+        check.needs = tuple(c.__name__ for c in checks)  # (): every check before it
+        return check
+
+    return mark
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 step``, ``3 steps`` (``words``: an irregular plural)."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def mean_loss(
+    got: float,
+    losses: list[tuple[float, int]],
+    batch_size: int,
+    what: str,
+    tolerance: float = 1e-5,
+) -> None:
+    """A Mistake naming the average ``got`` is when it is not the mean per image of ``losses``
+    ((batch mean, batch size) per batch, the last batch smaller); ``what`` says whose value it
+    is ("train_one_epoch returned"). The checker knows the exact value of each usual wrong
+    average: each differs from the right one by 1e-2 or more, far above float32 rounding."""
+    images, batch_sum = sum(n for _, n in losses), sum(value * n for value, n in losses)
+    expected = batch_sum / images
+    if abs(got - expected) < tolerance:
+        return
+    last = losses[-1][1]
+    wrong = {
+        sum(value for value, _ in losses) / len(losses): (
+            f"the mean of the batch means counts the last batch ({last} images, not "
+            f"{batch_size}) as much as a full one; add loss.item() * labels.shape[0] per batch "
+            "and divide by the number of images"
+        ),
+        batch_sum / len(losses): (
+            "the sum over the images was divided by the number of batches; divide by the number "
+            "of images"
+        ),
+        batch_sum / (batch_size * len(losses)): (
+            f"batch_size images were counted for every batch, but the last batch has only "
+            f"{last}; count labels.shape[0] per batch"
+        ),
+        sum(value for value, _ in losses) / images: (
+            "the batch means (loss.item() without the batch size) were added up and divided by "
+            "the number of images; add loss.item() * labels.shape[0] per batch"
+        ),
+    }
+    for value, mistake in wrong.items():
+        if abs(got - value) < tolerance:
+            raise Mistake(
+                f"{what} {got:.5f}, expected the mean loss per image {expected:.5f}: {mistake}"
+            )
+    raise Mistake(
+        f"{what} {got:.5f}, expected the mean loss of the epoch "
+        f"{expected:.5f}: add loss.item() x batch size per batch, divide by the image count"
+    )
+
+
 # PyTorch's own errors that a known mistake causes: (pattern of the error's text, what to say).
 # The runner puts the explanation first, then the error itself and where it happened.
 KNOWN_ERRORS = [
@@ -96,6 +162,32 @@ KNOWN_ERRORS = [
         r"img should be Tensor Image\. Got <class 'PIL",
         "Normalize got a PIL image: it computes on tensors, so it comes after ToTensor() in the "
         "Compose (Resize, ToTensor, Normalize)",
+    ),
+    (
+        r"Weights only load failed",
+        "torch.load(weights_only=True) refused the file: it holds pickled Python objects (the "
+        "whole model, or model.state_dict without its parentheses), not only tensors; save "
+        "model.state_dict() and optimizer.state_dict() (save_checkpoint)",
+    ),
+    (
+        r"Attempting to deserialize object on a CUDA device",
+        "the file was saved on a GPU (its tensors are cuda:0) and this machine has none: "
+        "torch.load(path, map_location=device)",
+    ),
+    (
+        r"expected 'f' to be string, path, or a file-like object",
+        "torch.save got its arguments the other way round: torch.save(checkpoint, path), what to "
+        "save first, then where",
+    ),
+    (
+        r"log_softmax.* not implemented for 'Long'",
+        "F.cross_entropy got the labels first: the order is F.cross_entropy(logits, labels), the "
+        "model's output first",
+    ),
+    (
+        r"Expected all tensors to be on the same device",
+        "the batch and the model are on different devices: images = images.to(device) and "
+        "labels = labels.to(device) before using them",
     ),
     (
         r"File exists",

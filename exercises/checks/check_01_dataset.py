@@ -1,9 +1,16 @@
 """Checker of exercise 1 (a custom Dataset and DataLoader): ``python -m exercises.check 1``.
 
 Every check writes real image files with PIL into a temporary folder and runs the learner's code on
-them: class folders with a hidden folder, a text file and nested sub-folders; PNG, JPEG (also
-upper-case .JPG), BMP and GIF files; a greyscale, a palette and a CMYK image; a picture with known
-pixel values to test scaling and normalization.
+them: class folders with a hidden folder, a text file beside them and one inside, hidden files and a
+hidden folder inside a class, nested sub-folders; PNG, JPEG (also upper-case .JPG), BMP and GIF
+files; a greyscale, a palette and a CMYK image; a picture with known pixel values to test scaling
+and normalization.
+
+The order of a folder listing is the filesystem's: ext4 gives hash order, NTFS and APFS often give
+names sorted, so an unsorted ``os.listdir`` passes by luck on many machines. While the learner's
+``find_samples`` runs, ``os.listdir`` and ``os.scandir`` (which ``os.walk``, ``Path.iterdir`` and
+``Path.glob`` use) list names in reverse order, so forgetting to sort shows on every machine; the
+class folders are also created out of order.
 
 ``pin_memory`` is right when it follows the machine: on with a GPU, off without one. On a CPU-only
 machine a loader that forgot it is off, right by accident, so checking against this machine alone
@@ -17,6 +24,7 @@ decision taken some other way (an environment variable) is judged by this machin
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -26,22 +34,27 @@ from PIL import Image
 from torch.utils.data import RandomSampler, SequentialSampler
 from torchvision import transforms
 
-from exercises.checks import Mistake, require
+from exercises.checks import Mistake, plural, require
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
-# The class-folder tree of the first two checks: file -> class (None: must not be listed).
+# The class-folder tree of the first two checks: file -> class (None: must not be listed). Written
+# in this order: the class folders out of alphabetical order.
 TREE = {
-    "bird/f.gif": "bird",
-    "cat/a.png": "cat",
-    "cat/b.JPG": "cat",
-    "cat/more/c.jpeg": "cat",
     "dog/d.bmp": "dog",
     "dog/e.png": "dog",
     "dog/notes.txt": None,
     "dog/.DS_Store": None,
+    "cat/a.png": "cat",
+    "cat/b.JPG": "cat",
+    "cat/more/c.jpeg": "cat",
+    "cat/._a.png": None,  # macOS's AppleDouble file beside a.png on a USB drive: not an image
+    "cat/.ipynb_checkpoints/a-checkpoint.png": None,  # a hidden folder inside a class
+    "bird/f.gif": "bird",
     ".ipynb_checkpoints/x.png": None,
+    "README.txt": None,  # a file beside the class folders: no class
 }
+NESTED = {"more", ".ipynb_checkpoints"}  # folder names inside class folders
 
 
 def save(path: Path, mode: str = "RGB", size=(6, 5), seed: int = 0) -> Path:
@@ -52,7 +65,7 @@ def save(path: Path, mode: str = "RGB", size=(6, 5), seed: int = 0) -> Path:
         image = image.convert(mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    if suffix in (".txt", "") or path.name.startswith(".DS"):
+    if suffix in (".txt", "") or path.name.startswith((".DS", "._")):
         path.write_bytes(b"not an image")
     else:
         image.save(path, format={".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix))
@@ -64,9 +77,68 @@ def write_tree(root: Path) -> None:
         save(root / relative, seed=index)
 
 
+class Listing:
+    """``os.scandir``'s iterator over ``entries``: iterable, a context manager, closable."""
+
+    def __init__(self, entries):
+        self.entries = iter(entries)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.entries)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self) -> None:
+        self.entries = iter(())
+
+
+@contextlib.contextmanager
+def reverse_listing():
+    """While active, ``os.listdir`` and ``os.scandir`` list a folder's names in reverse order
+    (any filesystem order is allowed; reverse is never sorted for two names or more), so code
+    that forgets to sort shows it on every machine, whatever its filesystem returns."""
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def listdir(path="."):
+        return sorted(real_listdir(path), reverse=True)
+
+    def scandir(path="."):
+        with real_scandir(path) as entries:
+            return Listing(sorted(entries, key=lambda entry: entry.name, reverse=True))
+
+    os.listdir, os.scandir = listdir, scandir
+    try:
+        yield
+    finally:
+        os.listdir, os.scandir = real_listdir, real_scandir
+
+
+def find_samples(exercise, root: Path):
+    """The learner's find_samples(root), with folders listed in reverse order; a KeyError for a
+    folder inside a class folder named."""
+    try:
+        with reverse_listing():
+            return exercise.find_samples(root)
+    except KeyError as error:
+        if error.args and error.args[0] in NESTED:
+            raise Mistake(
+                f"an image in a folder inside a class folder was labelled by that folder's own "
+                f"name (KeyError: {error.args[0]!r}): the label is the class folder directly "
+                "under root (the name the os.walk started from), not the image's parent folder"
+            ) from None
+        raise
+
+
 def listed(exercise, root: Path) -> tuple[dict[str, int], list[str]]:
     """The learner's find_samples, as {path relative to root: label} and the class names."""
-    samples, classes = exercise.find_samples(root)
+    samples, classes = find_samples(exercise, root)
     found = {}
     for path, label in samples:
         require(
@@ -88,6 +160,7 @@ def finds_classes(exercise) -> None:
         root = Path(folder)
         write_tree(root)
         found, classes = listed(exercise, root)
+        files = [name for name in classes if (root / name).is_file()]
     hidden = [name for name in classes if name.startswith(".")]
     require(
         not hidden,
@@ -97,27 +170,57 @@ def finds_classes(exercise) -> None:
         else "",
     )
     require(
+        not files,
+        f"the file {files[0]!r} beside the class folders became a class: keep only folders "
+        "(entry.is_dir(), or os.path.isdir(os.path.join(root, name)))"
+        if files
+        else "",
+    )
+    require(
         set(classes) == {"bird", "cat", "dog"},
         f"classes {classes}, expected ['bird', 'cat', 'dog']: the class names are the names of "
         "the sub-folders of root",
     )
     require(
         classes == sorted(classes),
-        f"classes {classes} are not sorted: os.listdir's order differs between machines, so the "
-        "class indices would too; sort the folder names",
+        f"classes {classes} are not sorted: the order of os.listdir / os.scandir / Path.iterdir "
+        "is the filesystem's (this check lists folders in reverse; NTFS and APFS often list "
+        "them sorted, ext4 does not), so the class indices would differ between machines; "
+        "sort the folder names",
     )
     junk = [path for path in found if TREE.get(path, "?") is None]
+    hidden_files = [path for path in junk if Path(path).name.startswith(".")]
+    require(
+        not hidden_files,
+        f"hidden files were listed: {hidden_files}: macOS writes ._name files beside images "
+        "(on USB drives), and they are no images; skip file names starting with '.'",
+    )
+    in_hidden = [path for path in junk if any(p.startswith(".") for p in path.split("/")[1:-1])]
+    require(
+        not in_hidden,
+        f"images inside a hidden folder of a class were listed: {in_hidden}: Jupyter's "
+        ".ipynb_checkpoints holds copies; in os.walk, prune them: "
+        "subfolders[:] = [d for d in subfolders if not d.startswith('.')]",
+    )
     require(
         not junk,
         f"files that are not images were listed: {junk}: keep only files whose lower-cased "
         "suffix is an image extension (and skip hidden files)",
     )
-    for path, label in found.items():
+    wrong = {path: label for path, label in found.items() if label != classes.index(TREE[path])}
+    if wrong:
+        path, label = next(iter(wrong.items()))
         expected = classes.index(TREE[path])
-        require(
-            label == expected,
+        by_listing = sorted(classes, reverse=True)  # the order this check's listing gave
+        if all(label == by_listing.index(TREE[p]) for p, label in found.items()):
+            raise Mistake(
+                f"{path} has label {label}, expected {expected}: the labels follow the order of "
+                "the folder listing, not the sorted class names; number the sorted names, "
+                "class_to_index = {name: index for index, name in enumerate(classes)}"
+            )
+        raise Mistake(
             f"{path} has label {label}, expected {expected} (the index of its folder "
-            f"{TREE[path]!r} in the sorted class names)",
+            f"{TREE[path]!r} in the sorted class names)"
         )
 
 
@@ -157,17 +260,25 @@ def converts_to_rgb(exercise) -> None:
         )
         require(len(dataset) == 4, f"len(dataset) is {len(dataset)} for 4 images: __len__")
         for index in range(len(dataset)):
-            image, _ = dataset[index]
+            image, label = dataset[index]
             path = Path(dataset.samples[index][0]).resolve().relative_to(root.resolve())
             mode = modes[path.as_posix()]
             require(
+                not (isinstance(image, int) and not isinstance(label, int)),
+                f"dataset[{index}] is ({image!r}, {type(label).__name__}): the label comes "
+                "first; return (image, label), the order every loop unpacks "
+                "(for images, labels in loader)",
+            )
+            require(
                 torch.is_tensor(image),
-                f"dataset[{index}] is a {type(image).__name__}, not a tensor: __getitem__ must "
+                f"dataset[{index}]'s image is of type {type(image).__name__}, not a tensor: "
+                "__getitem__ must "
                 "apply self.transform to the image",
             )
             require(
                 image.shape[0] == 3,
-                f"{path.name} (a {mode} image) gave {image.shape[0]} channel(s), expected 3: "
+                f"{path.name} (a {mode} image) gave {plural(image.shape[0], 'channel')}, "
+                "expected 3: "
                 "call .convert('RGB') on the image you open in __getitem__",
             )
 
@@ -256,6 +367,20 @@ def measures_mean_std(exercise) -> str:
         "or image.permute(1, 2, 0).reshape(-1, 3) (channel_mean_std)",
     )
     require(
+        not torch.allclose(mean, pixels.mean().expand(3), atol=1e-4),
+        f"means {shown(mean)}: one mean over all three channels together; each channel has its "
+        "own: pixels of shape (3, N), then .mean(dim=1) (channel_mean_std)",
+    )
+    # The checker knows its images, so it knows the exact values of the usual mistakes: each
+    # differs from the right value by 1e-2 or more here, far above float32 rounding (1e-6).
+    per_image = torch.stack([image.reshape(3, -1).mean(dim=1) for image in images]).mean(dim=0)
+    require(
+        not torch.allclose(mean, per_image, atol=1e-4),
+        f"means {shown(mean)}, expected {shown(expected_mean)}: an average of per-image means "
+        "weighs a small image as much as a large one; average each channel over all pixels of "
+        "all images together (torch.cat of image.reshape(3, -1), then .mean(dim=1))",
+    )
+    require(
         torch.allclose(mean, expected_mean, atol=1e-4),
         f"means {shown(mean)}, expected {shown(expected_mean)}: average each channel over every "
         "pixel of every image (images of different sizes weigh by their pixel count)",
@@ -268,6 +393,18 @@ def measures_mean_std(exercise) -> str:
     for divisor, expected_std in divisors.items():
         if torch.allclose(std, expected_std, atol=2e-4):
             return f"your std divides by {divisor}; either divisor is right"
+    for correction in (0, 1):
+        require(
+            not torch.allclose(std, pixels.var(dim=1, correction=correction), atol=2e-4),
+            f"stds {shown(std)} are the variances (std squared), expected "
+            f"{shown(divisors['N - 1'])}: take .std(dim=1), or the square root of the variance",
+        )
+        require(
+            not torch.allclose(std, pixels.std(correction=correction).expand(3), atol=2e-4),
+            f"stds {shown(std)}: one std over all three channels together, expected "
+            f"{shown(divisors['N - 1'])}: each channel has its own, .std(dim=1) of the (3, N) "
+            "pixels",
+        )
     raise Mistake(
         f"stds {shown(std)}, expected {shown(divisors['N'])} (divisor N) or "
         f"{shown(divisors['N - 1'])} (divisor N - 1): the spread of each channel over all "
@@ -325,6 +462,11 @@ def loaders(exercise) -> None:
     require(
         train.batch_size == 4 and val.batch_size == 4,
         f"batch_size is {train.batch_size} / {val.batch_size}, expected 4: pass batch_size on",
+    )
+    require(
+        not val.drop_last,
+        "the validation loader drops its last, smaller batch (drop_last=True): those images are "
+        "never validated and the accuracy is over a subset; keep drop_last=False for validation",
     )
 
 

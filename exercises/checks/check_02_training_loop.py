@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exercises.checks import Mistake, require
+from exercises.checks import Mistake, mean_loss, needs, plural, require
 
 CLASSES = 4
 FEATURES = 6
@@ -43,9 +43,16 @@ class Unmoved(torch.Tensor):
         with torch._C.DisableTorchFunctionSubclass():
             result = func(*args, **(kwargs or {}))
         if name in ("to", "cuda"):
+            args[0].copied = True  # a moved copy was made: was it kept?
             return result.as_subclass(torch.Tensor) if isinstance(result, torch.Tensor) else result
         if name in cls.allowed:
             return result
+        if any(getattr(arg, "copied", False) for arg in args if isinstance(arg, Unmoved)):
+            raise Mistake(
+                f"{cls.role}.to(device) was called, but its result was thrown away, and the "
+                f"{cls.role} reached {name}() where they were: .to() returns a moved copy, it "
+                f"does not move the tensor in place; {cls.role} = {cls.role}.to(device)"
+            )
         raise Mistake(
             f"the {cls.role} reached {name}() without moving to the model's device (device "
             f"mismatch on a GPU): {cls.role} = {cls.role}.to(device) before using them"
@@ -127,6 +134,7 @@ class Recorder:
 
     def on_step(self) -> None:
         index = self.batches.current
+        after_backward = ("backward", index) in self.events  # this batch's backward() ran
         self.events.append(("step", index))
         grads = [None if p.grad is None else p.grad.clone() for p in self.model.parameters()]
         # The reference: the gradient of this batch alone, at these weights, in this mode.
@@ -135,7 +143,9 @@ class Recorder:
         images, labels = self.batches.plain[index]
         F.cross_entropy(reference(images), labels).backward()
         expected = [p.grad.clone() for p in reference.parameters()]
-        self.steps.append({"batch": index, "grads": grads, "expected": expected})
+        self.steps.append(
+            {"batch": index, "grads": grads, "expected": expected, "after": after_backward}
+        )
 
 
 def close(a, b) -> bool:
@@ -197,7 +207,7 @@ def trains_in_train_mode(exercise) -> None:
     """train_one_epoch switches the model to train mode"""
     model = Probe(dropout=0.5)
     model.eval()  # as evaluate() leaves it
-    run_epoch(exercise, model=model)
+    run_epoch(exercise, model=model, batches=Batches(unmoved=False))  # devices: the check above
     require(
         model.calls, "train_one_epoch never called the model on a batch: logits = model(images)"
     )
@@ -235,11 +245,20 @@ def zero_grad_before_backward(exercise) -> None:
     _, recorder, _ = run_epoch(exercise, batches=Batches(unmoved=False))
     steps = recorder.steps
     require(steps, "train_one_epoch never called optimizer.step(): the weights do not change")
+    never_backward(recorder)
+    batch_count = plural(len(recorder.batches), "batch", "batches")
     require(
         len(steps) == len(recorder.batches),
-        f"{len(steps)} optimizer steps for {len(recorder.batches)} batches: one step per batch",
+        f"{plural(len(steps), 'optimizer step')} for {batch_count}: one step per batch, inside "
+        "the loop",
+    )
+    zeroed = (
+        "optimizer.step() saw zero gradients: zero_grad() ran between backward() and "
+        "step(); the order is zero_grad(), forward, loss, backward(), step()"
     )
     for previous, step in zip([None, *steps], steps, strict=False):
+        # No gradients after this batch's backward(): zero_grad() (set_to_none) came between.
+        require(step["grads"][0] is not None or not step["after"], zeroed)
         if step["grads"][0] is None or close(step["grads"], step["expected"]):
             continue  # None: step before backward, the next check's business
         if previous is not None and close(
@@ -250,11 +269,7 @@ def zero_grad_before_backward(exercise) -> None:
                 "gradients accumulate across steps: call optimizer.zero_grad() before "
                 "loss.backward() in every iteration (train_one_epoch)"
             )
-        if all(float(g.abs().max()) == 0 for g in step["grads"]):
-            raise Mistake(
-                "optimizer.step() saw zero gradients: zero_grad() ran between backward() and "
-                "step(); the order is zero_grad(), forward, loss, backward(), step()"
-            )
+        require(any(float(g.abs().max()) > 0 for g in step["grads"]), zeroed)
         raise Mistake(
             f"the gradients at step {step['batch'] + 1} are not those of "
             f"F.cross_entropy(model(images), labels).backward() on that batch: "
@@ -262,9 +277,19 @@ def zero_grad_before_backward(exercise) -> None:
         )
 
 
+def never_backward(recorder: Recorder) -> None:
+    """A Mistake when the epoch had optimizer steps but no backward() at all."""
+    require(
+        any(kind == "backward" for kind, _ in recorder.events) or not recorder.steps,
+        "loss.backward() was never called: without gradients optimizer.step() changes nothing "
+        "(train_one_epoch)",
+    )
+
+
 def step_after_backward(exercise) -> None:
     """optimizer.step() comes after loss.backward()"""
     _, recorder, _ = run_epoch(exercise, batches=Batches(unmoved=False))
+    never_backward(recorder)
     seen_backward: set[int] = set()
     for kind, batch in recorder.events:
         if kind == "backward":
@@ -290,19 +315,13 @@ def returns_mean_training_loss(exercise) -> None:
             (F.cross_entropy(start(images), labels).item(), len(labels))
             for images, labels in batches.plain
         ]
-    per_image = sum(value * n for value, n in losses) / sum(n for _, n in losses)
-    per_batch = sum(value for value, _ in losses) / len(losses)
     attached(loss, "train_one_epoch")
     require(
         isinstance(loss, float | int) or (torch.is_tensor(loss) and loss.numel() == 1),
         f"train_one_epoch returned {type(loss).__name__}: return the mean loss as a float "
         "(loss.item() per batch)",
     )
-    require(
-        any(abs(float(loss) - value) < 1e-5 for value in (per_image, per_batch)),
-        f"train_one_epoch returned {float(loss):.5f}, expected the mean loss of the epoch "
-        f"{per_image:.5f}: add loss.item() x batch size per batch, divide by the image count",
-    )
+    mean_loss(float(loss), losses, batches.batch_size, "train_one_epoch returned")
 
 
 def evaluates_in_eval_mode(exercise) -> None:
@@ -316,7 +335,8 @@ def evaluates_in_eval_mode(exercise) -> None:
     require(
         not any(training for training, _ in model.calls) and not changed,
         "validation ran in train mode (dropout dropped activations and BatchNorm updated its "
-        "running statistics from validation data): call model.eval() at the start of evaluate",
+        "running statistics from validation data): call model.eval() at the start of evaluate "
+        "(with its parentheses: model.eval alone does nothing)",
     )
 
 
@@ -327,7 +347,8 @@ def evaluates_without_grad(exercise) -> None:
     require(
         not any(grad for _, grad in model.calls),
         "validation recorded an autograd graph (memory and time for nothing): run evaluate's "
-        "loop under `with torch.no_grad():` or decorate it with @torch.no_grad()",
+        "loop under `with torch.no_grad():` or decorate it with @torch.no_grad() (a bare "
+        "torch.no_grad() call on a line of its own does nothing)",
     )
 
 
@@ -340,6 +361,9 @@ def accuracy_over_images(exercise) -> None:
         logits = model(images)
         loss = F.cross_entropy(logits, labels).item()
         accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
+        outputs = [(model(x), y) for x, y in batches.plain]
+        per_batch = [(out.argmax(dim=1) == y).float().mean().item() for out, y in outputs]
+        losses = [(F.cross_entropy(out, y).item(), len(y)) for out, y in outputs]
     try:
         result = exercise.evaluate(model, batches, torch.device("cpu"))
     except RuntimeError as error:
@@ -356,18 +380,27 @@ def accuracy_over_images(exercise) -> None:
     attached(result[0], "evaluate")
     got_loss, got_accuracy = (float(value) for value in result)
     require(
+        not (abs(got_loss - accuracy) < 1e-6 and abs(got_accuracy - loss) < 1e-5),
+        f"evaluate returned ({got_loss:.4f}, {got_accuracy:.4f}): the accuracy first, then the "
+        "loss; return (mean loss, accuracy), the order the callers unpack",
+    )
+    batch_mean = sum(per_batch) / len(per_batch)
+    require(
+        abs(got_accuracy - batch_mean) > 1e-6 or abs(batch_mean - accuracy) < 1e-6,
+        f"accuracy {got_accuracy:.4f}, expected {accuracy:.4f}: the mean of the batch "
+        f"accuracies counts the last batch ({len(batches.plain[-1][1])} images) as much as a "
+        "full one; add up the correct predictions and divide by the number of images",
+    )
+    require(
         abs(got_accuracy - accuracy) < 1e-6,
         f"accuracy {got_accuracy:.4f}, expected {accuracy:.4f}: predictions are "
         "logits.argmax(dim=1) (dim 0 is the batch); divide the correct count by the number of "
         "images, not of batches (the last batch is smaller)",
     )
-    require(
-        abs(got_loss - loss) < 1e-5,
-        f"mean loss {got_loss:.5f}, expected {loss:.5f}: sum the per-image losses "
-        "(reduction='sum' or loss.item() x batch size) and divide by the number of images",
-    )
+    mean_loss(got_loss, losses, batches.batch_size, "evaluate's mean loss is")
 
 
+@needs()  # every check above: a loop with a named mistake is fixed first
 def learns(exercise) -> None:
     """train_one_epoch and evaluate together learn a simple problem"""
     generator = torch.Generator().manual_seed(3)

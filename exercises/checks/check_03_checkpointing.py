@@ -10,6 +10,10 @@ The checks save and load real files in a temporary folder with the learner's fun
   (as a GPU machine writes them), and loading it for the CPU needs ``map_location``; without a
   GPU, torch itself refuses the file, and with one, ``torch.load`` is watched for the argument;
 - a path where no checkpoint exists yet.
+
+The checks that load the learner's file need a file that holds the model's weights: while
+``saves_state_dicts`` fails they are skipped, rather than blaming a ``load_checkpoint`` that is
+right for a file that is wrong.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exercises.checks import Mistake, require
+from exercises.checks import Mistake, needs, require
 
 
 def small_model(seed: int) -> nn.Module:
@@ -133,11 +137,18 @@ def saves_state_dicts(exercise) -> None:
         )
         require(
             holds_weights,
-            "the checkpoint does not hold the model's weights: save model.state_dict() (after "
-            "training, not a copy from before)",
+            "the checkpoint does not hold the weights of the model it was given: save "
+            "model.state_dict() of that model (after training, not a copy from before, nor a "
+            "network built again)",
         )
 
 
+def shown(value) -> str:
+    """A returned value for a message: a number as it is, anything else by its type."""
+    return repr(value) if value is None or isinstance(value, int | float) else type(value).__name__
+
+
+@needs(saves_state_dicts)
 def resumes_exactly(exercise) -> None:
     """training resumed from the checkpoint equals training without a stop (optimizer state)"""
     with saved(exercise) as (path, model, optimizer):
@@ -170,14 +181,26 @@ def resumes_exactly(exercise) -> None:
     )
 
 
+@needs(saves_state_dicts)
 def returns_epoch(exercise) -> None:
     """load_checkpoint returns the epochs completed that the checkpoint stored"""
     with saved(exercise, epoch=7) as (path, _, _):
         model = small_model(seed=0)
         epoch = exercise.load_checkpoint(path, model, adam(model), torch.device("cpu"))
     require(
+        not isinstance(epoch, dict),
+        "load_checkpoint returned the whole checkpoint (a dict): return checkpoint['epoch'], the "
+        "number of epochs completed",
+    )
+    require(
+        epoch != 8,
+        "saved with epoch=7, load_checkpoint returned 8: the checkpoint stores the epochs "
+        "completed (7), and the loop resumes with range(completed, epochs), whose first epoch "
+        "is the 8th; adding 1 skips one epoch; return checkpoint['epoch'] as it is",
+    )
+    require(
         epoch == 7,
-        f"saved with epoch=7, load_checkpoint returned {epoch!r}: store the epoch in the "
+        f"saved with epoch=7, load_checkpoint returned {shown(epoch)}: store the epoch in the "
         "checkpoint and return it, so the loop continues with the next one",
     )
 
@@ -202,6 +225,7 @@ def saved_as_on_a_gpu():
         registry[:] = [entry for entry in registry if entry[1] is not tagger]
 
 
+@needs(saves_state_dicts)
 def loads_with_map_location(exercise) -> None:
     """load_checkpoint maps a GPU checkpoint's tensors to the given device (map_location)"""
     calls = []
@@ -225,7 +249,8 @@ def loads_with_map_location(exercise) -> None:
         except RuntimeError as error:
             if "CUDA device" not in str(error):
                 raise
-            calls.append({})  # torch's own error: map_location was missing
+            if not (calls and calls[-1].get("map_location")):  # else: judged below ('cuda')
+                calls.append({})  # torch's own error: map_location was missing
         finally:
             torch.load = real_load
     require(calls, "load_checkpoint never called torch.load(path, map_location=device)")
@@ -272,7 +297,8 @@ def handles_missing_file(exercise) -> None:
             ) from None
     require(
         epoch == 0,
-        f"no checkpoint, yet load_checkpoint returned {epoch!r}: return 0 (start from scratch)",
+        f"no checkpoint, yet load_checkpoint returned {shown(epoch)}: return 0 (start from "
+        "scratch), so the loop's range(start, epochs) begins at the first epoch",
     )
     require(
         all(torch.equal(before[k], v) for k, v in model.state_dict().items()),

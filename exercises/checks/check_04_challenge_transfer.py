@@ -6,19 +6,24 @@ The challenge's criteria, each checked on what the learner's functions do:
 - the weights come from the file: a weights file written here with known values (every
   ``conv1`` weight 0.0123) must show up in the backbone;
 - the optimizer holds the trainable parameters only, and its LR falls per the schedule;
-- one real training epoch on small random images: the forward pass runs under autocast, the LR
-  moves every batch and the scheduler steps after the optimizer, the head learns while every
+- one real training epoch on small random images (batches of 8, 8 and 4): the forward pass runs
+  under autocast, the LR moves every batch and the scheduler steps after the optimizer, each step
+  uses the gradients of its own batch (hooks on the head's weight), the head learns while every
   backbone tensor (BatchNorm running statistics included) stays as loaded, and the returned loss
-  is a number, not a tensor still attached to the autograd graph;
+  is the mean per image, a number, not a tensor still attached to the autograd graph;
 - ``fit`` keeps the best epoch: with the validation accuracies scripted to 0.5, 0.8, 0.7, the
   checkpoint file must hold the weights of the second epoch (``torch.save`` is watched, to name a
-  best ``state_dict()`` kept by reference and saved after the last epoch);
-- the real run, ``run_challenge()`` on data/glyphs (``make challenge-data``), ends above 85%.
+  best ``state_dict()`` kept by reference and saved after the last epoch); ``make_optimizer`` is
+  watched too (called once, with the batches per epoch), and ``evaluate`` gets the val loader;
+- the real run, ``run_challenge()`` on data/glyphs (``make challenge-data``), ends above 85%. It
+  takes seconds for a right attempt and up to half an hour for one that trains the whole network,
+  so it runs only once every check above passes (``@needs()``).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -28,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import ResNet, resnet18
 
-from exercises.checks import Mistake, require
+from exercises.checks import Mistake, mean_loss, needs, plural, require
 
 SLOW = True  # the last check trains for real (about 20 s)
 KNOWN = 0.0123  # every conv1 weight in the checker's weights file
@@ -69,10 +74,11 @@ def frozen_resnet() -> nn.Module:
     return model
 
 
-def images(batches: int = 3, size: int = 8, seed: int = 0) -> DataLoader:
+def images(count: int = 24, size: int = 8, seed: int = 0) -> DataLoader:
+    """``count`` random 32 x 32 images with labels, in batches of ``size`` (the last smaller)."""
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batches * size, 3, 32, 32, generator=generator)
-    y = torch.randint(0, CLASSES, (batches * size,), generator=generator)
+    x = torch.randn(count, 3, 32, 32, generator=generator)
+    y = torch.randint(0, CLASSES, (count,), generator=generator)
     return DataLoader(TensorDataset(x, y), batch_size=size)
 
 
@@ -92,8 +98,8 @@ def head_is_the_only_trainable_layer(exercise) -> None:
     )
     require(
         trainable == ["fc.bias", "fc.weight"],
-        f"{len(trainable)} tensors require grad ({', '.join(trainable[:3])}...), only fc's two "
-        "should: freeze the backbone (requires_grad = False) before adding the new fc",
+        f"{plural(len(trainable), 'tensor')} require grad ({', '.join(trainable[:3])}...), only "
+        "fc's two should: freeze the backbone (requires_grad = False) before adding the new fc",
     )
 
 
@@ -125,7 +131,7 @@ def optimizer_and_schedule(exercise) -> None:
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     require(
         held == {id(model.fc.weight), id(model.fc.bias)},
-        f"the optimizer holds {len(held)} tensors: give it the trainable ones only, "
+        f"the optimizer holds {plural(len(held), 'tensor')}: give it the trainable ones only, "
         "[p for p in model.parameters() if p.requires_grad]",
     )
     lrs = lrs_of(optimizer, scheduler, 20)
@@ -137,13 +143,40 @@ def optimizer_and_schedule(exercise) -> None:
     )
     require(
         all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False)),
-        "after its peak the LR rises again: a schedule of epochs * steps_per_epoch steps "
-        "should anneal to the end",
+        "after its peak the LR rises again: a schedule sized in epochs (CosineAnnealingLR("
+        "T_max=epochs), StepLR) but stepped every batch runs past its end and cycles; size it "
+        "in batches, epochs * steps_per_epoch, and it anneals to the end",
     )
 
 
 def backbone_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def step_gradients(used: list, incoming: list) -> None:
+    """A Mistake when the optimizer's steps (``used``: the head's .grad at each step) did not use
+    the gradient of their own batch (``incoming``: what each backward() brought)."""
+    if used and all(g is None or not g.any() for g in used):
+        require(incoming, "loss.backward() was never called: no gradients, nothing learns")
+        raise Mistake(
+            "optimizer.step() found no gradients: zero_grad() ran between backward() and step(); "
+            "the order is zero_grad(), forward and loss, backward(), step() (train_one_epoch)"
+        )
+    if len(used) != len(incoming):
+        return
+    for k in range(1, len(used)):
+        if used[k] is None or close(used[k], incoming[k]):
+            continue
+        if close(used[k], sum(incoming[: k + 1])):
+            raise Mistake(
+                f"the step of batch {k + 1} used the gradients of batches 1 to {k + 1} added up: "
+                "gradients accumulate until cleared; call optimizer.zero_grad() in every "
+                "iteration, before backward() (train_one_epoch)"
+            )
 
 
 def training_epoch(exercise) -> None:
@@ -152,17 +185,26 @@ def training_epoch(exercise) -> None:
     before, head = backbone_state(model), model.fc.weight.detach().clone()
     optimizer = torch.optim.AdamW(model.fc.parameters(), lr=0.01)  # the checker's own
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=6)
-    seen = {"autocast": [], "cuda_autocast": [], "lrs": []}
+    loader = images(count=20)  # batches of 8, 8 and 4
+    seen = {"autocast": [], "cuda_autocast": [], "lrs": [], "used": [], "incoming": []}
+    outputs = []
 
     def on_forward(*_):
         seen["autocast"].append(torch.is_autocast_enabled("cpu"))
         seen["cuda_autocast"].append(torch.is_autocast_enabled("cuda"))
 
+    def on_step(*_):
+        seen["lrs"].append(optimizer.param_groups[0]["lr"])
+        grad = model.fc.weight.grad
+        seen["used"].append(None if grad is None else grad.detach().clone())
+
     model.fc.register_forward_hook(on_forward)
-    optimizer.register_step_pre_hook(lambda *_: seen["lrs"].append(optimizer.param_groups[0]["lr"]))
+    model.register_forward_hook(lambda _, __, output: outputs.append(output.detach().float()))
+    model.fc.weight.register_hook(lambda grad: seen["incoming"].append(grad.detach().clone()))
+    optimizer.register_step_pre_hook(on_step)
     with warnings.catch_warnings(record=True) as caught:  # judged below, not shown to the learner
         warnings.simplefilter("always")
-        loss = exercise.train_one_epoch(model, images(), optimizer, scheduler, torch.device("cpu"))
+        loss = exercise.train_one_epoch(model, loader, optimizer, scheduler, torch.device("cpu"))
     require(seen["autocast"], "train_one_epoch never called the model")
     cuda_on_cpu = any("CUDA is not available" in str(w.message) for w in caught)
     require(
@@ -181,11 +223,22 @@ def training_epoch(exercise) -> None:
         "scheduler.step() ran before optimizer.step(): the first LR of the schedule is skipped; "
         "step the optimizer first",
     )
+    lrs = seen["lrs"]
     require(
-        len(set(seen["lrs"])) == len(seen["lrs"]) == 3,
-        f"the LR of the 3 steps was {seen['lrs']}: call scheduler.step() once per batch, after "
+        len(lrs) < 2 or len(set(lrs)) > 1,
+        f"the LR stayed {lrs[0]:.3g} for all {len(lrs)} steps of the epoch: call "
+        "scheduler.step() once per batch, inside the loop after optimizer.step() (a OneCycleLR "
+        "of epochs * steps_per_epoch steps stepped once per epoch, or never, does not move "
+        "within an epoch)"
+        if lrs
+        else "",
+    )
+    require(
+        len(set(lrs)) == len(lrs) == 3,
+        f"the LR of the 3 steps was {lrs}: call scheduler.step() once per batch, after "
         "optimizer.step()",
     )
+    step_gradients(seen["used"], seen["incoming"])
     require(not torch.equal(head, model.fc.weight), "an epoch left the head unchanged")
     changed = [k for k, v in backbone_state(model).items() if not torch.equal(before[k], v)]
     stats = [k for k in changed if "running_" in k or "num_batches" in k]
@@ -202,37 +255,82 @@ def training_epoch(exercise) -> None:
             f"(grad_fn={type(loss.grad_fn).__name__}): adding up loss tensors keeps a reference "
             "to every batch's graph; add loss.item(), a float"
         )
+    labels = loader.dataset.tensors[1].split(loader.batch_size)
+    if len(outputs) == len(labels):  # one forward pass per batch: the mean it should return
+        losses = [
+            (torch.nn.functional.cross_entropy(out, y).item(), len(y))
+            for out, y in zip(outputs, labels, strict=True)
+        ]
+        mean_loss(float(loss), losses, loader.batch_size, "train_one_epoch returned", 1e-4)
 
 
 def keeps_the_best_epoch(exercise) -> None:
     """fit keeps the weights of the epoch with the best validation accuracy"""
     model = frozen_resnet()
     scripted, snapshots, saves = iter([0.5, 0.8, 0.7]), [], []
+    train_loader, val_loader = images(), images(8)
+    validated_on, made = [], []
 
     def evaluate(model, loader, device):
         snapshots.append(model.fc.weight.detach().clone())
+        validated_on.append(loader)
         return 1.0, next(scripted)
 
-    real_save = torch.save
+    real_save, real_make = torch.save, exercise.make_optimizer
 
     def watched_save(*args, **kwargs):
         saves.append(len(snapshots))  # after how many validations
         return real_save(*args, **kwargs)
 
+    def make_optimizer(model, epochs, steps_per_epoch):
+        made.append((epochs, steps_per_epoch))
+        return real_make(model, epochs, steps_per_epoch)
+
     real_evaluate, exercise.evaluate = exercise.evaluate, evaluate
-    torch.save = watched_save
+    exercise.make_optimizer, torch.save = make_optimizer, watched_save
     try:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "best" / "best.pt"
-            best = exercise.fit(model, images(), images(1), 3, path, torch.device("cpu"))
+            best = exercise.fit(model, train_loader, val_loader, 3, path, torch.device("cpu"))
             require(
                 path.is_file(), f"fit wrote no checkpoint at the path it was given ({path.name})"
             )
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                raise Mistake(
+                    "fit saved the whole model (torch.save(model, ...)): loading it needs the "
+                    "model's code and runs pickled code; save {'model': model.state_dict(), "
+                    "...} (fit)"
+                ) from None
     finally:
-        exercise.evaluate, torch.save = real_evaluate, real_save
+        exercise.evaluate, exercise.make_optimizer = real_evaluate, real_make
+        torch.save = real_save
     require(
-        len(snapshots) == 3, f"fit validated {len(snapshots)} times in 3 epochs: once per epoch"
+        all(loader is val_loader for loader in validated_on),
+        "fit validated on the training loader: an accuracy on the images it trains on says "
+        "nothing about new ones and picks the wrong best epoch; evaluate(model, val_loader, "
+        "device)",
+    )
+    require(
+        len(made) <= 1,
+        f"fit called make_optimizer {plural(len(made), 'time')}, once per epoch: each call starts "
+        "a new optimizer and a new one-cycle schedule (the LR warms up again every epoch, AdamW "
+        "forgets its moments); call it once, before the epoch loop",
+    )
+    if made:  # (a fit that builds its optimizer without make_optimizer is judged by the rest)
+        epochs, steps = made[0]
+        require(
+            steps == len(train_loader),
+            f"fit gave make_optimizer steps_per_epoch={steps}, but an epoch has "
+            f"len(train_loader) = {len(train_loader)} batches"
+            + (" (not one step per image)" if steps == len(train_loader.dataset) else "")
+            + ": the schedule steps once per batch, and its last step must be the last batch's",
+        )
+        require(epochs == 3, f"fit gave make_optimizer epochs={epochs} for 3 epochs")
+    require(
+        len(snapshots) == 3,
+        f"fit validated {plural(len(snapshots), 'time')} in 3 epochs: once per epoch",
     )
     weights = [v for k, v in _tensors(saved) if k.endswith("fc.weight")]
     require(weights, "the checkpoint holds no fc.weight: save model.state_dict()")
@@ -248,7 +346,11 @@ def keeps_the_best_epoch(exercise) -> None:
         "with validation accuracies 0.5, 0.8, 0.7 the checkpoint should hold epoch 2's weights "
         "(0.8), it holds another epoch's: save only when the accuracy beats the best so far",
     )
-    require(best == 0.8, f"fit returned {best!r}; the best validation accuracy was 0.8")
+    require(
+        best == 0.8,
+        f"fit returned {best!r}; the best validation accuracy was 0.8: return the best, not the "
+        "last epoch's",
+    )
 
 
 def _tensors(value, prefix=""):
@@ -259,6 +361,7 @@ def _tensors(value, prefix=""):
         yield prefix.rstrip("."), value
 
 
+@needs()  # every check above: the real run is long, and longest for a wrong attempt
 def reaches_85_percent(exercise) -> None:
     """the real run reaches more than 85% validation accuracy on the offline challenge data"""
     for needed in (CHALLENGE_WEIGHTS, CHALLENGE_DATA):
