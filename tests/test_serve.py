@@ -323,11 +323,14 @@ def test_half_precision_follows_the_checkpoint(tmp_path):
 BODY_TIMEOUT, SHUTDOWN_TIMEOUT = 6, 1.5  # the fixture server's --body_timeout, --shutdown_timeout
 
 
-def start_server(checkpoint: Path, log: Path, *options: str) -> tuple[subprocess.Popen, str]:
+def start_server(
+    checkpoint: Path, log: Path, *options: str, model_flag: str = "--ckpt_path"
+) -> tuple[subprocess.Popen, str]:
     """``python -m project serve`` on a free port, in a session of its own (so that its process
-    group holds every process it starts), once /health answers."""
+    group holds every process it starts), once /health answers. ``model_flag``: ``--onnx`` to
+    serve an ONNX file instead of a checkpoint."""
     port = free_port()
-    command = [sys.executable, "-m", "project", "serve", "--ckpt_path", str(checkpoint),
+    command = [sys.executable, "-m", "project", "serve", model_flag, str(checkpoint),
                "--port", str(port), *options]  # fmt: skip
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
@@ -725,3 +728,28 @@ def test_cuda_worker_answers_as_the_cpu_one(fitted, digits_root):
     assert torch.allclose(answers["cuda:0", "auto"], cpu, atol=1e-4)
     assert torch.allclose(answers["cuda:0", "16"], cpu, atol=1e-2)
     assert (answers["cuda:0", "16"].argmax(1) == cpu.argmax(1)).float().mean() >= 0.95
+
+
+@pytest.mark.slow
+def test_lesson_7s_commands_run_as_written(fitted, digits_root, tmp_path):
+    """Lesson 7's last cell: ``quantize`` writes model-int8.onnx, and ``serve --onnx
+    model-int8.onnx`` answers a request with it (the file carries what serve needs)."""
+    lesson = (REPO / "lessons" / "07_optimize.py").read_text()
+    assert "`--onnx model-int8.onnx`, the file\n#   `quantize` writes" in lesson
+    quantized = subprocess.run(
+        [sys.executable, "-m", "project", "quantize", "--ckpt_path", str(fitted["best"]),
+         "--calibration", "64"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=BOUND_SECONDS,
+    )  # fmt: skip
+    assert quantized.returncode == 0, quantized.stdout[-2000:] + quantized.stderr[-2000:]
+    int8 = tmp_path / "model-int8.onnx"  # quantize's default output, in the working folder
+    assert int8.exists()
+    process, url = start_server(int8, tmp_path / "server.log", model_flag="--onnx")
+    try:
+        _, path = digit_files(digits_root, per_class=1)[0]
+        upload = {"file": ("digit.png", path.read_bytes(), "image/png")}
+        answer = httpx.post(f"{url}/predict", files=upload, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["top_k"][0]["class"] in [str(c) for c in range(10)]
+    finally:
+        kill_group(process)
