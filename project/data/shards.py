@@ -9,7 +9,9 @@ Every split of the config's data (class folders or CSV, explicit train/val/test 
 recorded ``data.split_file`` when given) goes through ``litdata.optimize`` into
 ``OUTPUT/<split>/`` (chunks of about ``--chunk_mb`` MB plus LitData's index.json), one item per
 image: the file's bytes as stored (no re-encoding and no resize: the transforms stay in the
-training pipeline), its label and its path relative to the data root. Beside them:
+training pipeline), its label and its path relative to the data root, in an order shuffled once
+(seeded by ``data.split_seed``): a folder is sorted by class, and LitData shuffles the order of
+the chunks and of the items inside each chunk, never across chunks. Beside them:
 ``shards.json`` (the class names, the split record a checkpoint stores, the counts) and
 ``splits.csv`` (the split file a run writes), so a sharded dataset trains to the same classes and
 split as its folder (project/data/streaming.py reads it back).
@@ -29,12 +31,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from project.core.errors import InputError, exit_on_error
 from project.data import streaming
 from project.data.images import ImageLoadError, decode_image_bytes
 from project.data.pipeline import SPLITS, ImageData
+from project.data.split_file import write_split_file
 
 
 def build_parser() -> ArgumentParser:
@@ -75,6 +79,8 @@ def write_shards(data: ImageData, output: Path, chunk_mb: float = 64.0, workers:
     if output.exists():
         raise InputError(f"shards: {output} exists; delete it or choose another --output")
     rows = data.split_rows()  # (split, path relative to the root, class name), in split order
+    generator = torch.Generator().manual_seed(data.hparams.split_seed)
+    stored_rows = []  # splits.csv: the rows in the order the items are stored
     temporary = output.parent / f".{output.name}.tmp-{os.getpid()}"
     failures = temporary / "failed.txt"
     try:
@@ -83,8 +89,10 @@ def write_shards(data: ImageData, output: Path, chunk_mb: float = 64.0, workers:
             samples = data.samples(split)
             if not samples:
                 continue
-            relative = [path for s, path, _ in rows if s == split]
-            inputs = [(str(p), label, r) for (p, label), r in zip(samples, relative, strict=True)]
+            split_rows = [row for row in rows if row[0] == split]
+            order = torch.randperm(len(samples), generator=generator).tolist()
+            stored_rows += [split_rows[i] for i in order]
+            inputs = [(str(samples[i][0]), samples[i][1], split_rows[i][1]) for i in order]
             print(f"shards: {split}: {len(inputs)} images -> {output / split}", flush=True)
             try:
                 litdata.optimize(
@@ -100,7 +108,7 @@ def write_shards(data: ImageData, output: Path, chunk_mb: float = 64.0, workers:
                 if failures.is_file():  # the image's own line, not the writer's traceback
                     raise ImageLoadError(failures.read_text()) from None
                 raise InputError(f"shards: LitData could not write {split} ({error})") from error
-        data.write_split_file(temporary)
+        write_split_file(temporary, stored_rows)
         meta = {
             "format": streaming.FORMAT,
             "classes": data.class_names,

@@ -141,8 +141,15 @@ class ShardImageDataset(StreamingDataset or torch.utils.data.IterableDataset):
         require_litdata()
         # drop_last: every process gets as many images (DDP steps in lockstep); LitData's
         # default drops them only under several processes.
+        # item_shuffle_window "full": items are shuffled across a whole chunk, not in blocks of
+        # 256 (the default, for decoding in blocks), so a batch mixes classes in small datasets.
         super().__init__(
-            input_dir=input_dir, cache_dir=cache_dir, shuffle=shuffle, seed=seed, drop_last=None
+            input_dir=input_dir,
+            cache_dir=cache_dir,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=None,
+            item_shuffle_window="full",
         )
         self._arguments = (input_dir, split, targets)
         self._options = {"shuffle": shuffle, "seed": seed, "cache_dir": cache_dir}
