@@ -114,7 +114,7 @@ def test_an_unreadable_image_stops_the_write_with_one_line_and_writes_nothing(tm
     # LitData's progress bar, then the one line (the data check's message for that file)
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("error") == 1, err
-    line = err.rsplit("\x1b[A", 1)[-1].strip()
+    line = err.rsplit("\x1b[A", 1)[-1].strip().splitlines()[-1]
     assert line.startswith(f"error: {root / 'b' / '1.png'}: not an image file"), line
     assert not output.exists() and [p.name for p in tmp_path.iterdir()] == ["bad"]
 

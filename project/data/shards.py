@@ -56,15 +56,19 @@ def build_parser() -> ArgumentParser:
 
 def shard_item(failures: str, sample: tuple[str, int, str]) -> dict:
     """One stored item (in a LitData writer process). Decoded once, to refuse what training
-    could not read; the failure's line goes to a file the command reads back."""
+    could not read. A failure is not raised here: LitData would stop with its own traceback and
+    leave the writer's helper processes behind. Its line goes to ``failures``, the remaining
+    items become empty placeholders (nothing more is read), and the command stops after it."""
     path, label, relative = sample
+    if os.path.exists(failures):
+        return {"image": b"", "label": -1, "path": ""}
     with open(path, "rb") as file:
         data = file.read()
     try:
         decode_image_bytes(data, path)
     except ImageLoadError as error:
         Path(failures).write_text(str(error))
-        raise
+        return {"image": b"", "label": -1, "path": ""}
     return {"image": data, "label": label, "path": relative}
 
 
@@ -105,9 +109,9 @@ def write_shards(data: ImageData, output: Path, chunk_mb: float = 64.0, workers:
                     start_method="fork" if sys.platform == "linux" else None,
                 )
             except Exception as error:
-                if failures.is_file():  # the image's own line, not the writer's traceback
-                    raise ImageLoadError(failures.read_text()) from None
                 raise InputError(f"shards: LitData could not write {split} ({error})") from error
+            if failures.is_file():  # the image's own line (the data check's message)
+                raise ImageLoadError(failures.read_text())
         write_split_file(temporary, stored_rows)
         meta = {
             "format": streaming.FORMAT,
