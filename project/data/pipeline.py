@@ -287,8 +287,8 @@ class ImageData:
     def _split_rows(self) -> list:
         """(split, path, label) of every sample: made once, as the split itself is (every
         checkpoint stores its hash, so it is not rebuilt and re-sorted per save)."""
+        self._scan()  # shards: sets the rows as stored
         if self._split_rows_cache is None:
-            self._scan()
             rows = split_rows(self._samples, self.root, self._class_names)
             self._split_rows_cache = (rows, split_hash(rows))
         return self._split_rows_cache
