@@ -41,8 +41,9 @@ from .helpers import (  # noqa: E402
 
 BATCH = 16
 # train/ 2 x 32 images: 4 batches of 16, 2 per process under DDP (64 = 2 processes x 2 x 16,
-# so LitData drops nothing and no image is repeated); val/ 2 x 8.
-TRAIN_PER_CLASS, VAL_PER_CLASS = 32, 8
+# so LitData drops nothing and no image is repeated); val/ 2 x 16: a batch for each process
+# (LitData shares a split out in whole batches: 16 images would leave one process none).
+TRAIN_PER_CLASS, VAL_PER_CLASS = 32, 16
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_shards_hold_the_folders_split_classes_and_bytes(folder, shards):
     meta = json.loads((shards / "shards.json").read_text())
     assert meta["classes"] == data.class_names == ["a", "b"]
     assert meta["data_split"] == data.split_record()  # what a checkpoint compares
-    assert meta["counts"] == {"train": 64, "val": 16}
+    assert meta["counts"] == {"train": 64, "val": 32}
     streamed = ImageData(shards=str(shards))
     assert streamed.class_names == data.class_names
     assert streamed.split_record() == data.split_record()

@@ -139,8 +139,9 @@ class ShardImageDataset(StreamingDataset or torch.utils.data.IterableDataset):
         cache_dir: str | None = None,
     ):
         require_litdata()
-        # drop_last: every process gets as many images (DDP steps in lockstep); LitData's
-        # default drops them only under several processes.
+        # drop_last: training under several processes drops the few images that would give
+        # one process more batches than another (DDP steps in lockstep; LitData's default);
+        # evaluation keeps every image (no process waits on another while evaluating).
         # item_shuffle_window "full": items are shuffled across a whole chunk, not in blocks of
         # 256 (the default, for decoding in blocks), so a batch mixes classes in small datasets.
         super().__init__(
@@ -148,7 +149,7 @@ class ShardImageDataset(StreamingDataset or torch.utils.data.IterableDataset):
             cache_dir=cache_dir,
             shuffle=shuffle,
             seed=seed,
-            drop_last=None,
+            drop_last=None if shuffle else False,
             item_shuffle_window="full",
         )
         self._arguments = (input_dir, split, targets)
@@ -210,13 +211,21 @@ def stream_loader(
     """LitData's DataLoader: it shards by process and worker, and has state_dict()."""
     require_litdata()
     # A last batch of 1 image breaks BatchNorm in training; evaluation keeps every image.
-    return StreamingDataLoader(
+    loader = StreamingDataLoader(
         dataset,
         batch_size=batch_size,
         num_workers=num_workers,
         drop_last=train and len(dataset.targets) > batch_size,
         pin_memory=pin_memory,
     )
+    if len(loader) == 0:  # LitData hands out whole batches: some process got none
+        processes = dataset.distributed_env.world_size
+        raise InputError(
+            f"data.shards {dataset.split}: {len(dataset.targets)} images give one of "
+            f"{processes} processes no batch of {batch_size} (LitData shares a split out in "
+            "whole batches); lower data.batch_size"
+        )
+    return loader
 
 
 def loader_state(loader) -> dict | None:
