@@ -201,6 +201,26 @@ class ShardImageDataset(StreamingDataset or torch.utils.data.IterableDataset):
         return {**state, "_trace": None}  # an open file is not sent to a worker
 
 
+class ImageStreamLoader(StreamingDataLoader or torch.utils.data.DataLoader):
+    """LitData's StreamingDataLoader whose restored position applies to one epoch only.
+
+    ``load_state_dict`` sets LitData's ``restore`` flag, cleared when an epoch's iteration runs
+    to its end. Lightning stops iterating after the epoch's counted batches without asking for
+    the next, so the flag stayed set and the following epoch was "restored" again: empty (LitData
+    0.2.76). Here a restore is used by the first ``iter()`` after ``load_state_dict`` only.
+    """
+
+    def load_state_dict(self, obj: dict) -> None:
+        super().load_state_dict(obj)
+        self._restore_pending = True
+
+    def __iter__(self):
+        if self.restore and not getattr(self, "_restore_pending", False):
+            self.restore = False  # an epoch after the restored one: a new epoch
+        self._restore_pending = False
+        yield from super().__iter__()
+
+
 def stream_loader(
     dataset: ShardImageDataset,
     batch_size: int,
@@ -211,12 +231,17 @@ def stream_loader(
     """LitData's DataLoader: it shards by process and worker, and has state_dict()."""
     require_litdata()
     # A last batch of 1 image breaks BatchNorm in training; evaluation keeps every image.
-    loader = StreamingDataLoader(
+    loader = ImageStreamLoader(
         dataset,
         batch_size=batch_size,
         num_workers=num_workers,
         drop_last=train and len(dataset.targets) > batch_size,
         pin_memory=pin_memory,
+        # Each iter() draws the workers' base seed from this generator, not from torch's global
+        # one: a run resumed mid-epoch starts an iterator the interrupted run had started before
+        # its checkpoint, and would otherwise shift every later random draw (dropout, the batch
+        # augmentation) by one.
+        generator=torch.Generator().manual_seed(dataset.seed),
     )
     if len(loader) == 0:  # LitData hands out whole batches: some process got none
         processes = dataset.distributed_env.world_size
