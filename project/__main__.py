@@ -8,6 +8,7 @@ python -m project sweep --config configs/cnn.yaml --sweep configs/sweeps/cnn.yam
 python -m project prune --ckpt_path CKPT --amount 0.3  # fewer channels, fine-tuned (prune.py)
 python -m project quantize --ckpt_path CKPT             # static int8 (project/deploy/quantize.py)
 python -m project serve --ckpt_path CKPT               # HTTP server + page (project/serve/)
+python -m project shards --config configs/cnn.yaml --output DIR   # LitData shards (shards.py)
 """
 
 import importlib
@@ -26,6 +27,7 @@ COMMANDS = {
     "prune": "project.deploy.prune",  # structural channel pruning, then fine-tuning
     "quantize": "project.deploy.quantize",  # static int8 (ONNX Runtime, PT2E), against fp32
     "serve": "project.serve.cli",  # HTTP server and page (LitServe)
+    "shards": "project.data.shards",  # write the data as LitData shards (--data.shards DIR)
     "weights": "project.models.weights",  # download / locate pretrained weights
 }
 

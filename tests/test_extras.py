@@ -24,6 +24,7 @@ EXTRA_PACKAGES = {
     "deploy": ("onnx", "onnxscript", "onnxruntime", "torchao", "torch_pruning"),
     "serve": ("litserve", "multipart"),
     "sweep": ("optuna",),
+    "streaming": ("litdata",),
 }
 HIDDEN = sorted({name for names in EXTRA_PACKAGES.values() for name in names})
 
@@ -42,12 +43,14 @@ def run_python(code: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def test_the_core_dependencies_hold_none_of_the_extras():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     core = " ".join(project["dependencies"]).lower().replace("_", "-")
-    for extra in ("deploy", "serve", "sweep"):
+    for extra in EXTRA_PACKAGES:
         assert extra in project["optional-dependencies"], extra
         for requirement in project["optional-dependencies"][extra]:
             name = requirement.split(">")[0].split("=")[0].split("[")[0].strip().lower()
             assert name not in core, f"{name} ([{extra}]) is a core dependency"
-    assert any("[deploy,serve,sweep]" in r for r in project["optional-dependencies"]["dev"])
+    assert any(
+        "[deploy,serve,sweep,streaming]" in r for r in project["optional-dependencies"]["dev"]
+    )
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_EXTRAS))

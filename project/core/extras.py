@@ -7,6 +7,7 @@ the data check, lr_find, the transfer proof). What happens after training has it
     pip install -e '.[deploy]'   export, quantize, prune (onnx, onnxruntime, torchao, torch-pruning)
     pip install -e '.[serve]'    serve (litserve, python-multipart, onnxruntime for --onnx)
     pip install -e '.[sweep]'    sweep (optuna)
+    pip install -e '.[streaming]'  shards and --data.shards (litdata)
     pip install -e '.[dev]'      all of them, and the test tools (make install)
 
 A command whose extra is missing stops before it starts, with one line and exit status 2:
@@ -27,6 +28,7 @@ COMMAND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "prune": ("deploy", ("torch_pruning",)),
     "serve": ("serve", ("litserve", "multipart")),
     "sweep": ("sweep", ("optuna",)),
+    "shards": ("streaming", ("litdata",)),
 }
 
 

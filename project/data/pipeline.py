@@ -97,6 +97,8 @@ class ImageData:
         allow_paths_outside_root: bool = False,
         sampler: Literal["shuffle", "weighted"] = "shuffle",
         split_file: str | None = None,
+        shards: str | None = None,
+        cache_dir: str | None = None,
     ):
         """
         Args:
@@ -132,6 +134,12 @@ class ImageData:
                 project/data/sampling.py).
             split_file: a splits.csv saved by an earlier run: reuse its train/val/test files
                 exactly (an error names any file added, missing or moved since).
+            shards: a folder (or a URL LitData reads, e.g. s3://bucket/shards) written by
+                ``python -m project shards``: stream its splits with LitData instead of reading
+                image files (root, csv_file, classes and split_file are then not read; the
+                [streaming] extra; project/data/streaming.py).
+            cache_dir: where LitData keeps the chunks it downloads from remote shards (null:
+                its own default); local shards are read in place.
         """
         # Every argument, as given (locals() holds only them here): data.hparams.<name>.
         self._options = Options(
@@ -148,6 +156,7 @@ class ImageData:
         self._split_rows_cache: tuple[list, dict] | None = None  # rows + hash (_split_rows)
         self.datasets: dict[str, torch.utils.data.Dataset] = {}  # what the loaders serve
         self.batch_augment: BatchRandomAffine | None = None  # set by setup("fit") for "digits"
+        self._shards = None  # ShardSource when data.shards is set (project/data/streaming.py)
 
     # ------------------------------------------------------------------ where the samples come from
 
@@ -167,12 +176,16 @@ class ImageData:
 
     def prepare_data(self) -> None:
         # Lightning calls this once per machine before setup(): the place to write files.
-        if self.hparams.root is None and self.hparams.csv_file is None:
+        hp = self.hparams
+        if hp.root is None and hp.csv_file is None and hp.shards is None:
             write_digits(DIGITS_ROOT)
 
     def _scan(self) -> None:
         """Find every sample and the class names (once). Raises DataError for unusable sources."""
         if self._samples is not None:
+            return
+        if self.hparams.shards is not None:
+            self._scan_shards()
             return
         self.prepare_data()  # the class count is needed before the Trainer exists (CLI link)
         hp, root = self.hparams, self.root
@@ -208,6 +221,30 @@ class ImageData:
         if hp.split_file is not None:  # the recorded split, checked against today's files
             by_split = apply_split_file(Path(hp.split_file), by_split, root, names)
         self._samples, self._class_names = by_split, names
+
+    def _scan_shards(self) -> None:
+        """data.shards: the classes and the split the shards were written with."""
+        from project.data.streaming import ShardSource
+
+        hp = self.hparams
+        for name in ("csv_file", "classes", "split_file"):
+            if hp[name] is not None:
+                raise DataError(
+                    f"data.{name}: not used with data.shards (the shards hold their classes and "
+                    "split; give it to python -m project shards instead)"
+                )
+        self._shards = ShardSource(hp.shards, hp.cache_dir)
+        self._samples, self._class_names = self._shards.samples, self._shards.class_names
+        self._split_rows_cache = (self._shards.rows, split_hash(self._shards.rows))
+
+    def samples(self, split: str) -> list[Sample]:
+        """(file, class index) of every image of ``split`` (empty when there is no such split)."""
+        self._scan()
+        return list(self._samples.get(split, []))
+
+    def split_rows(self) -> list:
+        """(split, path relative to the root, class name) of every image, split by split."""
+        return list(self._split_rows()[0])
 
     @staticmethod
     def _readable(samples: list[Sample]) -> list[Sample]:
@@ -250,8 +287,8 @@ class ImageData:
     def _split_rows(self) -> list:
         """(split, path, label) of every sample: made once, as the split itself is (every
         checkpoint stores its hash, so it is not rebuilt and re-sorted per save)."""
+        self._scan()  # shards: sets the rows as stored
         if self._split_rows_cache is None:
-            self._scan()
             rows = split_rows(self._samples, self.root, self._class_names)
             self._split_rows_cache = (rows, split_hash(rows))
         return self._split_rows_cache
@@ -296,7 +333,9 @@ class ImageData:
         if self._mean_std is None:
             train = self._labeled("train")
             generator = torch.Generator().manual_seed(self.hparams.split_seed)
-            order = torch.randperm(len(train), generator=generator)[:MAX_IMAGES_FOR_STATS]
+            # The count of the whole split (a stream's len() is one process's share under DDP).
+            count = len(self._samples["train"])
+            order = torch.randperm(count, generator=generator)[:MAX_IMAGES_FOR_STATS]
             # Measured at the size the network sees: resizing changes the pixel statistics.
             to_size = resize(self.hparams.image_size)
             self._mean_std = channel_mean_std(to_size(train.read(i)) for i in order.tolist())
@@ -333,7 +372,11 @@ class ImageData:
         self._scan()
         if split not in self._untransformed:
             if split not in self._samples:
-                raise DataError(f"{self.root}: no {split}/ folder, so there is no {split} split")
+                where = self.hparams.shards or self.root
+                raise DataError(f"{where}: no {split}/ folder, so there is no {split} split")
+            if self._shards is not None:  # streamed: no cache (the chunks are read as needed)
+                self._untransformed[split] = self._shards.dataset(split)
+                return self._untransformed[split]
             dataset = ImageDataset(self._samples[split], self._class_names)
             plan = self.cache_plan()
             self._untransformed[split] = (
@@ -346,6 +389,11 @@ class ImageData:
         files of every split before any is decoded; says so in one line (process 0 only)."""
         if self._cache_plan is None:
             self._scan()
+            if self._shards is not None:
+                self._cache_plan = CachePlan(False, 0, 0, 0, "data.shards: images are streamed")
+                if self.hparams.cache_images is True and is_main_process():
+                    print("note: data.cache_images does not apply to data.shards (streamed)")
+                return self._cache_plan
             paths = [path for samples in self._samples.values() for path, _ in samples]
             option = self.hparams.cache_images
             # Every transform begins with the same resize to image_size x image_size: the cache
@@ -371,7 +419,11 @@ class ImageData:
             batches = self.cache_plan().enabled and self.cache_plan().square
         if stage in ("fit", None):
             augment = train_transform(hp.image_size, mean, std, hp.augmentation)
-            self.datasets["train"] = self._labeled("train").with_transform(augment, batches)
+            if self._shards is not None:  # LitData shuffles, with the run's seed and the epoch
+                seed = torch.initial_seed() % 2**31
+                self.datasets["train"] = self._shards.dataset("train", augment, True, seed)
+            else:
+                self.datasets["train"] = self._labeled("train").with_transform(augment, batches)
             if hp.augmentation == "digits":  # per batch, on the device: see augment_batch
                 black = [(0.0 - m) / s for m, s in zip(mean, std, strict=True)]
                 self.batch_augment = BatchRandomAffine(fill=black)
@@ -398,6 +450,8 @@ class ImageData:
         workers = default_num_workers() if hp.num_workers is None else hp.num_workers
         pin = torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory
         dataset = self.datasets[split]
+        if self._shards is not None and split != "predict":
+            return self._stream_loader(dataset, train, workers, pin)
         sampler = None
         if train and hp.sampler == "weighted":  # classes drawn equally often, DDP-correct
             labels = [label for _, label in self._samples["train"]]
@@ -413,6 +467,18 @@ class ImageData:
             persistent_workers=workers > 0,  # keep workers (and their caches) between epochs
             pin_memory=pin,
         )
+
+    def _stream_loader(self, dataset, train: bool, workers: int, pin: bool):
+        """LitData's StreamingDataLoader over a shards split (it shards across processes and
+        workers itself, and has state_dict() for resuming mid-epoch)."""
+        from project.data.streaming import stream_loader
+
+        if train and self.hparams.sampler == "weighted":
+            raise DataError(
+                "data.sampler weighted: not available with data.shards (a stream is read in "
+                "chunks, not drawn image by image); use --model.init_args.class_weights auto"
+            )
+        return stream_loader(dataset, self.hparams.batch_size, train, workers, pin)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

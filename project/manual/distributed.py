@@ -17,7 +17,9 @@ import os
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
+
+from project.data.streaming import set_stream_epoch
 
 
 def world_size() -> int:
@@ -53,8 +55,8 @@ def barrier() -> None:
 def shard(loader: DataLoader, shuffle: bool, seed: int = 0) -> DataLoader:
     """The same DataLoader over this process's share of the data (Lightning: it does this for
     you, use_distributed_sampler=True). Call ``loader.sampler.set_epoch(epoch)`` every epoch."""
-    if not dist.is_initialized():
-        return loader
+    if not dist.is_initialized() or isinstance(loader.dataset, IterableDataset):
+        return loader  # a stream (data.shards): LitData gives each process its share itself
     sampler = loader.sampler  # already per process: data.sampler weighted (data/sampling.py)
     if not isinstance(sampler, DistributedSampler):
         sampler = DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed)
@@ -71,6 +73,7 @@ def shard(loader: DataLoader, shuffle: bool, seed: int = 0) -> DataLoader:
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
     """A new shuffle every epoch, the same on every process (Lightning does this for you)."""
+    set_stream_epoch(loader, epoch)  # data.shards: LitData's own epoch count
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
 

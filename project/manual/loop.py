@@ -43,6 +43,7 @@ from project.core.optimizers import step_scheduler
 from project.core.recipe import ClassifierRecipe
 from project.core.steps import sum_dtype
 from project.data.pipeline import ImageData
+from project.data.streaming import loader_state as loader_state_of
 from project.manual import distributed, replay
 from project.manual.callbacks import BestCheckpoint, EarlyStopping, LatestCheckpoint
 from project.manual.optimization import (
@@ -107,10 +108,11 @@ def train_one_epoch(
         return loss_sum.item(), int(correct.item()), seen
 
     skip, stop_rng = (resume_at.batches_done, resume_at.stop_rng) if resume_at else (0, None)
+    loader_state = resume_at.loader_state if resume_at else None  # data.shards: LitData's
     batches = batch_limit(len(loader), settings.limit_train_batches)  # Lightning: limit_train_...
     every = settings.accumulate_grad_batches  # one optimizer step every `every` batches
 
-    for batch_index, (images, labels) in replay.batches(loader, skip, stop_rng):
+    for batch_index, (images, labels) in replay.batches(loader, skip, stop_rng, loader_state):
         if batch_index >= batches:
             break
         # One device for the model and the batch (Lightning: transfer_batch_to_device).
@@ -155,7 +157,9 @@ def train_one_epoch(
         # SIGTERM or Ctrl-C during this step, in any process: all stop after the same step.
         if distributed.any_process(bool(stop_request)):
             sums = read_sums()
-            return sums, MidEpoch(batch_index + 1, sums, epoch_start_rng)
+            # A stream (data.shards) also saves how far LitData's loader got (replay.py).
+            return sums, MidEpoch(batch_index + 1, sums, epoch_start_rng,
+                                  loader_state=loader_state_of(loader))  # fmt: skip
         if reached_max_steps(state, settings):
             break
     # Several processes: each holds BatchNorm statistics of its own last batch; all take process

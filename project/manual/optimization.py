@@ -18,7 +18,7 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
 
 from project.core.optimizers import Schedule
 from project.manual.settings import LoopSettings
@@ -37,8 +37,8 @@ def batch_limit(batches: int, limit: int | float | None) -> int:
 def sequential(loader: DataLoader) -> DataLoader:
     """The same DataLoader without its shuffle (Lightning: overfit_batches turns the training
     shuffle off, data_connector._resolve_overfit_batches), so each epoch sees the same batches."""
-    if isinstance(loader.sampler, SequentialSampler):
-        return loader
+    if isinstance(loader.sampler, SequentialSampler) or isinstance(loader.dataset, IterableDataset):
+        return loader  # a stream (data.shards) keeps its order: LitData shuffles the chunks
     return DataLoader(
         loader.dataset,
         batch_size=loader.batch_size,

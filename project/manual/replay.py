@@ -7,6 +7,10 @@ the same order again; ``batches()`` fetches (and so augments) the trained batche
 on them, then restores the random state of the stop for the batch augmentation and dropout still to
 come. The result equals an uninterrupted run bit for bit (tests/test_reliability.py).
 
+Streamed shards (``--data.shards``) are not fetched again: the checkpoint also holds LitData's
+``StreamingDataLoader.state_dict()`` (``loader_state``), the loader continues from it (LitData's
+own resumable state), and the random state of the stop is restored at once.
+
 Lightning resumes mid-epoch differently (its fit loop state and the sampler's position); for the
 shapes of data here that is not bit-exact, which is why the manual loop does it this way.
 """
@@ -25,13 +29,17 @@ class MidEpoch:
     train_sums: tuple[float, int, int]  # (loss sum, correct, seen) over those batches
     epoch_start_rng: dict  # the random state when the epoch began (replays its data order)
     stop_rng: dict | None = None  # the random state at the stop (the checkpoint's rng_states)
+    loader_state: dict | None = None  # a stream's StreamingDataLoader.state_dict() (data.shards)
 
     def to_checkpoint(self) -> dict:
-        return {
+        saved = {
             "batches_done": self.batches_done,
             "train_sums": self.train_sums,
             "epoch_start_rng": self.epoch_start_rng,
         }
+        if self.loader_state is not None:
+            saved["loader_state"] = self.loader_state
+        return saved
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> MidEpoch | None:
@@ -41,12 +49,20 @@ class MidEpoch:
 
 
 def batches(
-    loader: Iterable, skip: int = 0, stop_rng: dict | None = None
+    loader: Iterable, skip: int = 0, stop_rng: dict | None = None, loader_state: dict | None = None
 ) -> Iterator[tuple[int, object]]:
     """``enumerate(loader)`` without its first ``skip`` batches, which are still fetched.
 
     After the last skipped batch the random state ``stop_rng`` (saved at the stop) takes over.
+    With ``loader_state`` (a stream's) the loader itself starts after them: nothing is fetched
+    twice, and the batches are numbered from ``skip``.
     """
+    if loader_state is not None:
+        loader.load_state_dict(loader_state)  # LitData: the epoch and position of the stop
+        if stop_rng is not None:
+            restore_rng_states(stop_rng)
+        yield from enumerate(loader, start=skip)
+        return
     for index, batch in enumerate(loader):
         if index < skip:
             if index == skip - 1 and stop_rng is not None:
