@@ -223,9 +223,10 @@ assert zeros / weights >= 0.5
 dense_convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 assert [c.weight.shape for c in convs] == [c.weight.shape for c in dense_convs]  # same shapes
 # Not faster, and the count says why: the zeros are still multiplied, every one of them.
-assert tp.utils.count_ops_and_params(masked, batch[:1])[0] == tp.utils.count_ops_and_params(
-    model, batch[:1]
-)[0]
+assert (
+    tp.utils.count_ops_and_params(masked, batch[:1])[0]
+    == tp.utils.count_ops_and_params(model, batch[:1])[0]
+)
 
 # %% [markdown]
 # ## 5. Structural pruning: fewer channels, a smaller network
