@@ -1,6 +1,8 @@
 """``make bench``: every benchmark in turn, each printing its table (on 2 idle cores about 15
 minutes before overhead_profile, time_to_99_events and feature_cache joined, which took 51, 51 and
-9 s alone; big_photos and whole_process start fresh training processes, about 10 minutes).
+9 s alone; big_photos and whole_process start fresh training processes, about 10 minutes;
+streaming writes 3,000 photos and LitData shards and reads them in fresh processes, about 10
+minutes at load 6).
 
 python -m benchmarks.run_all              # all
 python -m benchmarks.run_all precision    # the ones whose module name contains "precision"
@@ -46,6 +48,7 @@ BENCHMARKS = [
     "inference",
     "serving",
     "busy_machine",
+    "streaming",
 ]
 
 
