@@ -134,7 +134,7 @@ class SweepSpec:
 
 def class_key(parameter: Parameter) -> str:
     """``a.b.init_args.lr`` of a per-class space -> ``a.b.class_path``, the key choosing it."""
-    return parameter.key.split(".init_args.", 1)[0] + ".class_path"
+    return parameter.key.rsplit(".init_args.", 1)[0] + ".class_path"
 
 
 def number(value: Any) -> Any:

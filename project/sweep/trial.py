@@ -77,13 +77,14 @@ def parser_reason(text: str, status) -> str:
     "Does not validate against any of the Union subtypes"): ``Expected a float``,
     ``Option 'momentum' is not accepted``; or our own one-line error."""
     body = text.rsplit("error: ", 1)[-1] if "error: " in text else text
-    expected = re.search(r"Expected an? <class '([\w.]+)'>", body)
-    if expected:
-        kind = expected.group(1).rsplit(".", 1)[-1]
-        return f"Expected {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
     refused = re.search(r"(Option '[^']+' is not accepted|Key \"[^\"]+\" [^.\n]*)", body)
     if refused:
         return refused.group(1)
+    # The first type it expected; a Union's "or None" alternative says nothing.
+    kinds = [k.rsplit(".", 1)[-1] for k in re.findall(r"Expected an? <class '([\w.]+)'>", body)]
+    kinds = [kind for kind in kinds if kind != "NoneType"]
+    if kinds:
+        return f"Expected {'an' if kinds[0][0] in 'aeiou' else 'a'} {kinds[0]}"
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     return " ".join(lines[:2])[:300] if lines else f"the config exited with status {status}"
 
