@@ -376,7 +376,8 @@ def test_the_docs_example_searches_each_optimizer_class_with_its_own_arguments(
         (
             {"pruner": {"name": "percentile", "percentile": 150}},
             {LR: {"low": 0.01, "high": 0.1}},
-            "pruner percentile: Percentile must be between 0 and 100 inclusive, but got percentile=150",
+            "pruner percentile: Percentile must be between 0 and 100 inclusive, but got "
+            "percentile=150",
         ),
         (
             {},

@@ -118,9 +118,9 @@ def main(args: list[str] | None = None) -> int:
                     for i, n in enumerate(plan)
                 ]  # fmt: skip
                 ended = run_workers_and_recover(jobs, stop, study, options.heartbeat)
+            return report.finish(study, spec, folder, config_args, stop.signal, ended)
         finally:
             stop.restore()
-        return report.finish(study, spec, folder, config_args, stop.signal, ended)
 
 
 def run_workers_and_recover(jobs, stop, study, heartbeat: int) -> list:

@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 import warnings
 from collections import Counter
@@ -71,8 +72,9 @@ class Stop:
         self.previous: dict = {}
 
     def install(self) -> Stop:
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self.previous[number] = signal.signal(number, self.handle)
+        if threading.current_thread() is threading.main_thread():  # only there, says Python
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self.handle)
         return self
 
     def restore(self) -> None:
@@ -261,10 +263,13 @@ def numbers(values) -> str:
 def announce(study: optuna.Study, trial: FrozenTrial) -> None:
     """One line per trial as it ends (an Optuna callback)."""
     seconds = trial.user_attrs.get("seconds", "?")
+    reason = trial.user_attrs.get("reason") or "no reason recorded"
     if trial.state == TrialState.COMPLETE:
         said = f"complete, {trial.value:.4f}"
+    elif trial.state == TrialState.PRUNED:
+        said = reason  # pruned after epoch N
     else:
-        said = f"{trial.state.name.lower()}: {trial.user_attrs.get('reason') or 'no reason'}"
+        said = f"failed: {reason}"
     print(f"trial {trial.number}: {said} ({seconds} s)", flush=True)
 
 
