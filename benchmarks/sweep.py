@@ -98,10 +98,18 @@ def study_trials(url: str) -> list:
 
 
 def worker_pids(pid: int) -> list[int]:
+    """The sweep's worker processes: spawned (children), or forked by a forkserver (its children;
+    a forked worker shows the forkserver's command line)."""
     import psutil
 
-    children = psutil.Process(pid).children()
-    return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
+    found = []
+    for child in psutil.Process(pid).children():
+        command = " ".join(child.cmdline())
+        if "forkserver" in command:
+            found += [worker.pid for worker in child.children()]
+        elif "spawn_main" in command and "resource_tracker" not in command:
+            found.append(child.pid)
+    return found
 
 
 def interrupted_sweep(repo: Path, root: Path, name: str, trials: int) -> list[str]:

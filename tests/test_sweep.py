@@ -88,14 +88,26 @@ def final_copy(trials, number: int) -> optuna.trial.FrozenTrial:
     return trial
 
 
-def running(folder: Path, worker: str = "") -> list[optuna.trial.FrozenTrial]:
-    """RUNNING trials whose values are drawn and saved (the "worker" attribute comes after)."""
+def running(folder: Path, group: int, worker: str = "") -> list[optuna.trial.FrozenTrial]:
+    """RUNNING trials whose values are drawn and saved (the "worker" attribute comes after), by a
+    live process of the sweep's process group ``group`` (a copy of a stopped trial carries the
+    attributes of the process that ran it before, until it starts)."""
     return [
         t
         for t in study_trials(folder)
-        if t.state == TrialState.RUNNING and worker in t.user_attrs.get("worker", "")
-        and t.user_attrs["worker"]
-    ]  # fmt: skip
+        if t.state == TrialState.RUNNING
+        and worker in t.user_attrs.get("worker", "")
+        and in_group(t.user_attrs.get("worker"), group)
+    ]
+
+
+def in_group(worker: str | None, group: int) -> bool:
+    if not worker:
+        return False
+    try:
+        return os.getpgid(int(worker.rsplit(" ", 1)[-1])) == group
+    except ProcessLookupError:
+        return False
 
 
 def pid_of(trial) -> int:
@@ -115,12 +127,12 @@ def stop_during_a_trial(args, folder, logs: Path, signal_number, worker="", grou
     try:
         wait_for(lambda: "study 'sweep'" in out.read_text(), process, err)
         while True:
-            wait_for(lambda: running(folder, worker), process, err)
-            target = running(folder, worker)[0]
+            wait_for(lambda: running(folder, process.pid, worker), process, err)
+            target = running(folder, process.pid, worker)[0]
             pid = process.pid if group else pid_of(target)
             send = os.killpg if group else os.kill
             send(pid, signal.SIGSTOP)  # now the trial cannot end before the signal lands
-            if any(t.number == target.number for t in running(folder, worker)):
+            if any(t.number == target.number for t in running(folder, process.pid, worker)):
                 break
             send(pid, signal.SIGCONT)  # it ended in between: wait for the next one
         send(pid, signal_number)

@@ -65,20 +65,45 @@ def check_before_any_trial(options, rest: list[str]):
         raise InputError(f"the config is refused: {error}") from None
     check_keys(spec, config)
     check_values(spec, config_args)
-    check_metric(spec, config_args)
+    name, folder, url = where(options)
+    if not reported_before(spec, folder, url, name):  # a re-run skips the 1-batch run
+        check_metric(spec, config_args)
     return spec, config_args
 
 
-def open_folder_and_storage(options, name: str):
+def where(options) -> tuple[str, Path, str]:
+    """The study's name, the sweep's folder and the storage's URL."""
+    name = options.study or Path(options.sweep).stem
+    folder = Path(options.folder or Path("lightning_logs") / "sweeps" / name)
+    url = options.storage or f"sqlite:///{(folder / 'study.db').resolve()}"
+    return name, folder, url
+
+
+def reported_before(spec, folder: Path, url: str, name: str) -> bool:
+    """Whether the study, on its SQLite file in the folder, already has a trial that reported
+    ``spec.metric`` (the metric the study was made with): then it is logged, no need to check."""
+    if url != f"sqlite:///{(folder / 'study.db').resolve()}" or not (folder / "study.db").is_file():
+        return False  # only our own file: opening another storage may create its tables
+    import optuna
+
+    from project.sweep.study import open_storage
+
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+    except KeyError:  # no study of that name in the file yet
+        return False
+    reported = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    return reported and study.user_attrs.get("metric") == spec.metric
+
+
+def open_folder_and_storage(options, folder: Path, url: str):
     """The sweep's folder and its storage (made now, after every check passed)."""
     from project.sweep.study import open_storage
 
-    folder = Path(options.folder or Path("lightning_logs") / "sweeps" / name)
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    url = options.storage or f"sqlite:///{(folder / 'study.db').resolve()}"
     try:
-        return folder, url, open_storage(url, options.heartbeat)
+        return open_storage(url, options.heartbeat)
     except InputError:
         if made and not any(folder.iterdir()):
             folder.rmdir()  # nothing written
@@ -93,11 +118,12 @@ def main(args: list[str] | None = None) -> int:
     options, rest = build_parser().parse_known_args(sys.argv[1:] if args is None else args)
     with exit_on_error():
         spec, config_args = check_before_any_trial(options, rest)
-        name = options.study or Path(options.sweep).stem
-        folder, url, storage = open_folder_and_storage(options, name)
+        name, folder, url = where(options)
+        storage = open_folder_and_storage(options, folder, url)
         stop = Stop().install()
         try:
             study = open_study(spec, storage, name)
+            study.set_user_attr("metric", spec.metric)  # a re-run's check reads it
             recover(study, options.heartbeat)
             now = progress(study)
             count = max(0, options.trials - len(now.finished) - len(now.running))
