@@ -124,10 +124,10 @@ def main(args: list[str] | None = None) -> int:
         try:
             study = open_study(spec, storage, name)
             study.set_user_attr("metric", spec.metric)  # a re-run's check reads it
-            recover(study, options.heartbeat)
+            recover(study, options.heartbeat, stop)
             now = progress(study)
             count = max(0, options.trials - len(now.finished) - len(now.running))
-            queued = f", {len(now.waiting)} of them queued again" if now.waiting else ""
+            queued = f" ({len(now.waiting)} of them queued again)" if now.waiting else ""
             print(
                 f"study '{name}' in {url}: {len(now.finished)} of {options.trials} trials "
                 f"finished, running {count}{queued} on {options.workers} worker(s); runs in "
@@ -156,5 +156,5 @@ def run_workers_and_recover(jobs, stop, study, heartbeat: int) -> list:
 
     ended = run_workers(jobs, stop)
     if ended and not stop.signal:
-        recover(study, heartbeat)
+        recover(study, heartbeat, stop)
     return ended

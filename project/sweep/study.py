@@ -227,25 +227,25 @@ def progress(study: optuna.Study) -> Progress:
     )
 
 
-def recover(study: optuna.Study, heartbeat: int, wait: bool = True) -> None:
+def recover(study: optuna.Study, heartbeat: int, stop: Stop) -> None:
     """Before a run: the trials a stop left behind, queued again with their values (one line
-    each). RUNNING trials may belong to a live worker elsewhere or to a dead one: with ``wait``,
-    wait until Optuna's heartbeat check tells them apart (at most the grace period)."""
+    each). RUNNING trials may belong to a live worker elsewhere or to a dead one: wait until
+    Optuna's heartbeat check tells them apart (at most the grace period and one heartbeat)."""
     grace = GRACE_HEARTBEATS * heartbeat
     optuna.storages.fail_stale_trials(study)  # a dead process's trials: RetryStale says so
     running = {t.number for t in progress(study).running}
-    if running and wait:
+    if running:
         print(
             f"trial(s) {numbers(running)} RUNNING: waiting up to {grace + heartbeat} s for "
             "their heartbeat (a killed process's trials are then run again)",
             flush=True,
         )
         deadline = time.monotonic() + grace + heartbeat
-        while running and time.monotonic() < deadline:
+        while running and time.monotonic() < deadline and not stop.signal:
             time.sleep(0.5)
             optuna.storages.fail_stale_trials(study)
             running &= {t.number for t in progress(study).running}
-        if running:
+        if running and not stop.signal:
             print(f"trial(s) {numbers(running)} run elsewhere (heartbeat alive): left to it")
     retry = RetryHeartbeatStaleTrialCallback()  # no limit: a person stopped these
     for trial in progress(study).stopped:
