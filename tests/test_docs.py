@@ -78,6 +78,8 @@ RUNTIME_FILES = {
     "best.yaml",
     "history.png",
     "importance.png",
+    "importance.csv",
+    "optimizers.yaml",  # docs/sweeps.md's per-class example, which the reader saves
     "study.db",
     "lessons/*.ipynb",  # written by make notebooks from the .py files (git ignores them)
     "exercises/*.ipynb",

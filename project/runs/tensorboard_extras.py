@@ -37,15 +37,33 @@ GRID_IMAGES = 16  # validation images shown in val/predictions
 
 
 def hyperparameters(model_hparams: dict, data_hparams: dict, model_name: str) -> dict:
-    """model/* and data/* settings as TensorBoard accepts them (numbers, strings, booleans)."""
+    """model/* and data/* settings as TensorBoard accepts them (numbers, strings, booleans).
+
+    An injected component ({"class_path": ..., "init_args": {...}}, e.g. the optimizer) gives
+    one column for its class and one per argument (model/optimizer/lr as a number, which the
+    HPARAMS tab can sort and plot), not one string holding them all."""
     flat = {"model/class": model_name}
     for prefix, values in (("model", model_hparams), ("data", data_hparams)):
         for key, value in values.items():
-            if key.startswith("_"):
-                continue
-            plain = value if isinstance(value, int | float | str | bool) else str(value)
-            flat[f"{prefix}/{key}"] = plain
+            if not key.startswith("_"):
+                flat.update(flat_settings(f"{prefix}/{key}", value))
     return flat
+
+
+def flat_settings(name: str, value) -> dict:
+    if isinstance(value, dict) and "class_path" in value:
+        arguments = value.get("init_args") or {}
+        flat = {name: str(value["class_path"])}
+        for key, argument in arguments.items():
+            flat.update(flat_settings(f"{name}/{key}", argument))
+        return flat
+    if isinstance(value, dict):
+        return {
+            k: v
+            for key, item in value.items()
+            for k, v in flat_settings(f"{name}/{key}", item).items()
+        }
+    return {name: value if isinstance(value, int | float | str | bool) else str(value)}
 
 
 def write_hyperparameters(writer: SummaryWriter, params: dict, metrics: dict[str, float]) -> None:
