@@ -259,9 +259,7 @@ def test_prune_from_the_checkpoint_alone_without_fine_tuning(transfer_fitted, tm
     assert output.stat().st_size < checkpoint.stat().st_size
 
 
-def test_prune_refuses_to_fine_tune_without_the_training_images(
-    transfer_fitted, tmp_path, capsys
-):
+def test_prune_refuses_to_fine_tune_without_the_training_images(transfer_fitted, tmp_path, capsys):
     checkpoint = data_moved_away(transfer_fitted["last"], tmp_path)
     with pytest.raises(SystemExit) as stopped:
         prune_main(["--ckpt_path", str(checkpoint), "--amount", "0.3",
@@ -313,9 +311,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
         assert not output.parent.is_dir() or not any(output.parent.iterdir())
 
 
-def test_the_stored_sample_is_not_written_into_an_exported_file(
-    transfer_fitted, tmp_path, capsys
-):
+def test_the_stored_sample_is_not_written_into_an_exported_file(transfer_fitted, tmp_path, capsys):
     import onnxruntime
 
     output = tmp_path / "model.onnx"
