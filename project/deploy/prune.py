@@ -42,7 +42,12 @@ import torch
 from torch import nn
 
 from project.core.errors import InputError, exit_on_error
-from project.deploy.checkpoint_data import Images, available_data, evaluation_images
+from project.deploy.checkpoint_data import (
+    Images,
+    available_data,
+    evaluation_images,
+    split_tensors,
+)
 from project.deploy.export import network_from_checkpoint
 from project.deploy.files import check_writable
 from project.deploy.speed import conditions, interleaved_seconds, latency_line
@@ -58,7 +63,7 @@ from project.runs.checkpoints import (
 )
 
 IMPORTANCE = "GroupMagnitudeImportance(p=2): L2 norm of each coupled channel group"
-DISTILL = 0.5  # --distill: the teacher's share of each fine-tuning target
+DISTILL = 0.0  # --distill: the teacher's share of each fine-tuning target (0: labels only)
 TEMPERATURE = 4.0  # --temperature
 RUN_NAME = "pruned"  # lightning_logs/pruned/version_<n>, unless --trainer.logger... says otherwise
 
@@ -141,6 +146,15 @@ def data_arguments(checkpoint: dict, path: str) -> dict:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
+def training_images(checkpoint: dict, path: str, limit: int = 1024) -> torch.Tensor | None:
+    """Up to ``limit`` training images with the evaluation transform (None without the data)."""
+    data, _ = available_data(checkpoint, path)
+    if data is None:
+        return None
+    available = len(data._labeled("train"))
+    return split_tensors(data, "train", min(limit, available))[0]
+
+
 def scoring_images(checkpoint: dict, path: str, finetune_epochs: int) -> Images:
     """The checkpoint's own test split, else its validation split (a folder with train/ and
     val/ only), else (the data not at its recorded path) the validation images the checkpoint
@@ -188,6 +202,26 @@ def prune_network(network: nn.Module, amount: float, size: int, round_to: int | 
     )
     pruner.step()
     return pruned
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(network: nn.Module, images: torch.Tensor, batch_size: int = 64) -> None:
+    """Re-estimate every BatchNorm's running mean and variance on ``images`` (training mode, no
+    gradient, a plain average over the batches): removing channels changes what each later
+    layer sees, and the statistics measured before no longer describe it."""
+    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average
+    network.train()
+    for start in range(0, len(images), batch_size):
+        network(images[start : start + batch_size])
+    network.eval()
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
 
 
 def size_of(network: nn.Module, size: int) -> tuple[int, int]:
@@ -362,6 +396,10 @@ def run(options, fit_args: list[str]) -> None:
     print(f"{'':<12}{'parameters':>14}{'MMACs':>12}{'accuracy':>11}")
     print(report("original", *base, accuracy(network, scoring), ()))
     print(report("pruned", *size_of(pruned, size), accuracy(pruned, scoring), base))
+    training = training_images(checkpoint, path)
+    if training is not None:  # the cheapest repair: statistics that match the pruned layers
+        recalibrate_batchnorm(pruned, training)
+        print(report("+ BN stats", *size_of(pruned, size), accuracy(pruned, scoring), base))
 
     state, source = pruned.state_dict(), checkpoint
     if options.finetune_epochs:
