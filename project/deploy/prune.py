@@ -2,6 +2,8 @@
 
     python -m project prune --ckpt_path lightning_logs/cnn/version_0/checkpoints/last.ckpt \
         --amount 0.3 --finetune_epochs 3 --output pruned.ckpt
+    python -m project prune --ckpt_path CKPT --amount 0.3 --finetune_epochs 30 \
+        --data.augmentation digits --trainer.precision 32-true   # glyph target: docs/deploy.md
 
 It removes ``amount`` of the output channels of every convolution (and the matching inputs of the
 layers after it), by importance: Torch-Pruning's dependency graph (DepGraph) finds which layers
@@ -9,24 +11,35 @@ must lose the same channels (a residual connection couples whole stages), and ea
 keeps the channels of largest L2 weight norm (``GroupMagnitudeImportance``). The classifier's
 outputs are never touched. Fewer channels means smaller tensors, so the network is really smaller
 and faster, unlike ``torch.nn.utils.prune``, which only zeroes weights behind a mask and brings no
-speed-up (that is not offered here).
+speed-up (that is not offered here). Where the training images are at hand, every BatchNorm's
+statistics are then re-estimated on them (the "+ BN stats" row): the layers after a pruned one
+see other inputs than the statistics describe.
 
 Then ``finetune_epochs`` epochs of ``fit`` (the same LightningCLI, Trainer, callbacks and logger
 as ``python -m project fit``; the model's config and data are the checkpoint's, the run goes to
 lightning_logs/pruned/version_<n> unless you pass other --trainer.* arguments, which like any
 --model.* / --data.* argument are read as by ``fit``). The ResNet recipe trains every layer (no
-frozen epochs). The best (val/acc) checkpoint of that run is written to ``--output``; with
-``--finetune_epochs 0`` the pruned weights alone are (a weights-only checkpoint: test, predict and
-export read it; fine-tune it by pruning with epochs instead, as ``fit --ckpt_path`` resumes only
-checkpoints that hold an optimizer state).
+frozen epochs, no feature cache), so augmentation that a frozen backbone's feature cache ruled out
+can come back (``--data.augmentation``). ``--distill S`` makes each training target S x the
+unpruned network's softmax at ``--temperature`` and 1 - S x the label (knowledge distillation;
+off by default: on the glyph target the labels with augmentation kept more accuracy). The best
+(val/acc) epoch of that run is written to ``--output`` as a weights-only checkpoint (no optimizer,
+scheduler or loop state: smaller than the original); the run's own checkpoints resume the
+fine-tuning (``fit --ckpt_path RUN/checkpoints/last.ckpt``, without distillation). With
+``--finetune_epochs 0`` the pruned weights alone are written, and the training images are not
+needed: the accuracies are then those of the validation images the checkpoint stores, where the
+data is not at its recorded path (project/deploy/checkpoint_data.py).
 
 The checkpoint records the pruned widths in its hyper_parameters (``pruning``: amount, source,
 layers; project/models/pruned.py), so ``test``, ``predict``, ``export``, the manual loop and a
 resumed ``fit`` rebuild the network from its class and load the weights with
 ``torch.load(weights_only=True)``; no module is pickled. It prints parameters, multiply-adds
-(Torch-Pruning's count, one image) and test accuracy (validation accuracy where the data has no
-test split) of the original, the pruned and the fine-tuned network. The file is checked (rebuilt
-from the record and evaluated) before it appears under its name.
+(Torch-Pruning's count, one image) and accuracy (on the test split, else the validation split,
+else the stored validation images; one line says which) of the original, the pruned and the
+fine-tuned network, and the latency of a batch of ``--speed_batch`` images of the original and
+the pruned network (PyTorch eager fp32, ``--speed_rounds`` interleaved rounds, threads and load
+average printed). The file is checked (rebuilt from the record and evaluated) before it appears
+under its name.
 """
 
 from __future__ import annotations
