@@ -114,7 +114,8 @@ def onnx_int8(model: Model, folder: Path) -> Built:
 
 
 def pt2e_int8(model: Model, folder: Path) -> Built:
-    file = quantize_pt2e(model.network, model.calibration, model.settings, folder / "int8.pt2")
+    file = folder / "int8.pt2"
+    quantize_pt2e(model.network, model.calibration, model.settings, file)
     module, _ = compiled(file)
     return Built(torch_predict(module), file)
 
@@ -190,7 +191,7 @@ def run_model(model: Model) -> None:
             try:
                 built[name] = build(model, Path(folder))
             except Exception as error:  # a variant that does not work here: said, not hidden
-                failed[name] = f"not available: {type(error).__name__}: {error}"[:90]
+                failed[name] = f"not available: {type(error).__name__}: {error}"[:60]
         predicts = {name: variant.predict for name, variant in built.items()}
         generator = torch.Generator().manual_seed(0)
         one = torch.randn(1, 3, size, size, generator=generator).numpy()
