@@ -142,6 +142,7 @@ def write_onnx(network: nn.Module, settings: dict, path: str | Path) -> Path:
         input_names=["images"],
         output_names=["logits"],
         dynamo=True,  # torch.export-based exporter; the batch size stays symbolic:
+        verbose=False,  # no progress lines on stdout
         dynamic_shapes=({0: torch.export.Dim("batch")},),
     )
     model = onnx.load(path)
