@@ -11,7 +11,7 @@ import pytest
 
 from project.data.digits import write_digits
 
-from .helpers import quick_args
+from .helpers import quick_args, transfer_target_args, write_glyph_target
 
 
 @pytest.fixture(scope="session")
@@ -38,4 +38,27 @@ def fitted(digits_root, tmp_path_factory) -> dict:
         "last": Path(callback.dirpath) / "last.ckpt",
         "epochs": cli.trainer.current_epoch,
         "best_score": callback.best_model_score.item(),
+    }
+
+
+@pytest.fixture(scope="session")
+def glyph_target(tmp_path_factory) -> Path:
+    """A small glyph target, train/ and val/ only (tests/helpers.py write_glyph_target)."""
+    return write_glyph_target(tmp_path_factory.mktemp("data") / "glyph_target")
+
+
+@pytest.fixture(scope="session")
+def transfer_fitted(glyph_target, tmp_path_factory) -> dict:
+    """One real 2-epoch fit of the workshop's transfer target (feature cache on, backbone
+    frozen, validation only at epoch 20, so none ran) on the small glyph target, shared by the
+    deploy tests: its last.ckpt is the only checkpoint it has. Read it, never write into it."""
+    from project.lit.cli import main
+
+    log_dir = tmp_path_factory.mktemp("transfer_logs")
+    args = transfer_target_args(glyph_target, log_dir)
+    cli = main(["fit", *args])
+    return {
+        "args": args,
+        "log_dir": Path(cli.trainer.log_dir),
+        "last": Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt",
     }

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 CNN_CONFIG = str(CONFIGS / "cnn.yaml")
 RESNET_CONFIG = str(CONFIGS / "resnet18.yaml")
+TARGET_CONFIG = str(CONFIGS / "transfer" / "target.yaml")
 DEFAULTS_CONFIG = CONFIGS / "defaults.yaml"
 
 BOUND_SECONDS = 600.0  # the one bound of every wait: generous on a busy machine 5x slower than idle
@@ -227,6 +228,42 @@ def small_resnet_args(root: Path, log_dir: Path, *extra: str) -> list[str]:
         "--trainer.enable_model_summary=false",
         *extra,
     ]
+
+
+def write_glyph_target(root: Path, train: int = 3, val: int = 1) -> Path:
+    """A small glyph target as ``make challenge-data`` lays it out: ``train/`` and ``val/`` only
+    (no test split), the 10 digits drawn in 2 of the target fonts (project/transfer/glyphs.py),
+    ``train`` and ``val`` images per font and digit."""
+    from project.transfer import glyphs
+
+    fonts = glyphs.usable_fonts(glyphs.TARGET_FONTS, glyphs.DIGITS)[:2]
+    glyphs.write_set(root / "train", glyphs.DIGITS, fonts, train, seed=0)
+    glyphs.write_set(root / "val", glyphs.DIGITS, fonts, val, seed=1)
+    return root
+
+
+def transfer_target_args(root: Path, log_dir: Path, *extra: str) -> list[str]:
+    """The workshop's transfer target (configs/resnet18.yaml + configs/transfer/target.yaml:
+    feature cache on, backbone frozen, one validation at epoch 20) on ``root``, small: random
+    backbone weights (no data/glyphs needed), 16 px, 2 epochs (so no validation), quiet."""
+    return [
+        "--config", RESNET_CONFIG, "--config", TARGET_CONFIG,
+        f"--data.root={root}", "--data.image_size=16", "--data.batch_size=8",
+        "--model.init_args.weights=null", "--trainer.max_epochs=2",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        *extra,
+    ]  # fmt: skip
+
+
+def data_moved_away(checkpoint: Path, folder: Path) -> Path:
+    """A copy of ``checkpoint`` in ``folder`` whose recorded data folder does not exist: what
+    every command sees after the training images were moved, or on another machine."""
+    contents = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    contents["datamodule_hyper_parameters"]["root"] = str(folder / "moved-away")
+    path = folder / checkpoint.name
+    torch.save(contents, path)
+    return path
 
 
 class CreatesMarker:

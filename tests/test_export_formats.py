@@ -32,7 +32,8 @@ def test_pt2_program_predicts_as_the_checkpoint_and_carries_its_metadata(fitted,
     assert agreement == 100.0 and difference < 1e-4
     assert "AOTInductor package skipped: --no_aoti given" in out
     module, settings = load_program(output)
-    assert settings == load_checkpoint(fitted["best"])["inference"]
+    stored = load_checkpoint(fitted["best"])["inference"]
+    assert settings == {k: v for k, v in stored.items() if k != "sample"}  # no images inside
     network, _ = network_from_checkpoint(fitted["best"])
     images = torch.randn(5, 3, 16, 16)  # another batch size than the export's example (2)
     with torch.no_grad():

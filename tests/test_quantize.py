@@ -79,7 +79,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, fitted, tmp_path
         "other_model": "other.ckpt: does not fit this model",
         "calibration": "--calibration 100000: the train split of",
         "provider": "--provider NoSuchExecutionProvider: not available",
-        "unwritable": f"--output {output}: cannot be written",
+        "unwritable": f"--output {output}: {output.parent} is a file, not a folder",
     }[case]
     assert status == 2 and len(error) == 1 and expected in error[0], error
     # Nothing in the output's folder (check_writable may have made it): no file, no temporary.

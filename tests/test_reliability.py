@@ -34,7 +34,9 @@ from .helpers import (
     assert_same_tensors,
     only_line,
     quick_args,
+    run_command,
     tail,
+    transfer_target_args,
     wait_for,
     wait_for_exit,
 )
@@ -329,3 +331,41 @@ def test_an_unknown_config_key_is_an_error_naming_it(tmp_path, capsys):
         lightning_main(["fit", "--config", CNN_CONFIG, "--config", str(typo)])
     assert stopped.value.code == 2  # a usage error, as argparse reports one
     assert "trainer.max_epoch" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- last.ckpt every epoch
+
+# The epoch a last.ckpt of a 3-epoch run records: Lightning numbers the epoch it was taken in, the
+# manual loop counts the epochs done.
+THIRD_EPOCH = {"project": 2, "project.manual": 3}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["project", "project.manual"])
+def test_the_transfer_target_saves_last_ckpt_every_epoch_though_it_validates_at_20(
+    entry, glyph_target, tmp_path
+):
+    """configs/transfer/target.yaml validates once, at epoch 20; 3 epochs leave a last.ckpt
+    (Lightning: save_on_train_epoch_end in configs/defaults.yaml; the manual loop likewise)."""
+    args = transfer_target_args(glyph_target, tmp_path, "--trainer.max_epochs=3")
+    run_command([sys.executable, "-m", entry, "fit", *args])
+    assert last_epoch(tmp_path) == THIRD_EPOCH[entry]
+    assert not list(tmp_path.rglob("best-*.ckpt"))  # no validation ran, so no best
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["project", "project.manual"])
+def test_kill_9_before_the_first_validation_leaves_a_last_ckpt_to_resume(
+    entry, glyph_target, tmp_path
+):
+    args = transfer_target_args(glyph_target, tmp_path, "--trainer.max_epochs=20")
+    log = tmp_path / "run.log"
+    with running(entry, args, log) as process:
+        wait_for(lambda: last_epoch(tmp_path) >= 0, process, log)  # after epoch 0, of 20
+        process.send_signal(signal.SIGKILL)
+        assert wait_for_exit(process, log) == -signal.SIGKILL
+    saved = last_epoch(tmp_path)
+    assert 0 <= saved < 19, "the run reached its validation before it was killed"
+    assert not list(tmp_path.rglob("best-*.ckpt"))
+    checkpoint = load_checkpoint(next(tmp_path.rglob("last.ckpt")))  # whole: weights_only reads it
+    assert checkpoint["inference"]["sample"]["images"].shape[1:] == (3, 16, 16)

@@ -51,6 +51,9 @@ from project.data.transforms import (
 SPLITS = ("train", "val", "test")
 # Normalization statistics are estimated from at most this many training images.
 MAX_IMAGES_FOR_STATS = 2000
+# The validation images every checkpoint stores for export's check (ImageData.inference_sample).
+SAMPLE_IMAGES = 32
+SAMPLE_BYTES = 2_000_000
 
 
 def is_main_process() -> bool:
@@ -153,6 +156,7 @@ class ImageData:
         self._mean_std: tuple[list[float], list[float]] | None = None
         self._untransformed: dict[str, ImageDataset] = {}  # per split, decoded once if cached
         self._cache_plan: CachePlan | None = None  # decided once, for all splits together
+        self._check_sample: dict | None = None  # inference_sample(), made once
         self._split_rows_cache: tuple[list, dict] | None = None  # rows + hash (_split_rows)
         self.datasets: dict[str, torch.utils.data.Dataset] = {}  # what the loaders serve
         self.batch_augment: BatchRandomAffine | None = None  # set by setup("fit") for "digits"
@@ -319,6 +323,27 @@ class ImageData:
         if crop_ratio is not None:  # python -m project serve crops as predict does
             settings["crop_ratio"] = float(crop_ratio)
         return settings
+
+    def inference_sample(self) -> dict:
+        """A few validation images as evaluation prepares them before normalizing (resized or
+        cropped, uint8, N x 3 x S x S) and their labels: stored in every checkpoint's inference
+        settings (key ``sample``), so export, quantize and prune can check a deployed file
+        against the checkpoint where the data is not (project/deploy/checkpoint_data.py).
+        At most SAMPLE_IMAGES images and SAMPLE_BYTES bytes (224 px: 13 images, 2 MB)."""
+        if self._check_sample is None:
+            val = self._labeled("val")
+            size = self.hparams.image_size
+            count = min(len(val), SAMPLE_IMAGES, max(1, SAMPLE_BYTES // (3 * size * size)))
+            generator = torch.Generator().manual_seed(self.hparams.split_seed)
+            order = torch.randperm(len(val), generator=generator)[:count].tolist()
+            geometry = v2.Compose(self.eval_transform().transforms[:-1])  # all but normalizing
+            images = [geometry(val.read(i)) for i in order]  # 3 x S x S uint8 (load_image)
+            self._check_sample = {
+                "images": torch.stack(images).to(torch.uint8).contiguous(),
+                "labels": torch.tensor([val.samples[i][1] for i in order]),
+                "split": "val",
+            }
+        return self._check_sample
 
     # ------------------------------------------------------------------ datasets and transforms
 

@@ -1,12 +1,19 @@
 """``python -m project export``: a checkpoint (either loop) as an ONNX file, ready for onnxruntime,
-or as a torch.export program and AOTInductor package; each checked against the checkpoint on its
-test split (top-1 agreement must be 100%; the max |logit difference| is printed).
+or as a torch.export program and AOTInductor package; each checked against the checkpoint (top-1
+agreement must be 100%; the max |logit difference| is printed) on its test split, else its
+validation split, else (the data not at its recorded path: the checkpoint alone) the validation
+images the checkpoint stores (``--check_split``, project/deploy/checkpoint_data.py); one line says
+which.
 
     python -m project export --ckpt_path lightning_logs/cnn/version_0/checkpoints/last.ckpt \
         --output model.onnx
     python -m project export --ckpt_path CKPT --format pt2 --output model.pt2
         # model.pt2 (torch.export.load) and model.aoti.pt2 (torch._inductor.aoti_load_package);
         # metadata: project/deploy/pt2.py
+
+What training adds to the network (the transfer model's feature cache, its frozen backbone's
+no-grad region) is left out: the graph is the network's inference path
+(``TransferNetwork.for_inference``).
 
 The file takes ``images`` (N x 3 x S x S float32, any N, normalized as in training) and returns
 ``logits`` (N x classes). Its metadata holds what a deployment needs besides the weights:
@@ -31,7 +38,7 @@ from torch import nn
 
 from project.core.errors import InputError, one_line
 from project.core.recipe import LIGHTNING_MODULES, RECIPES
-from project.deploy.checkpoint_data import checkpoint_data, split_tensors
+from project.deploy.checkpoint_data import CHOICES, Images, evaluation_images
 from project.deploy.files import atomic_path, check_writable
 from project.deploy.parity import compare, logits_of, onnx_predict, torch_predict
 from project.deploy.pt2 import (
@@ -64,15 +71,21 @@ def class_paths(value) -> list[str]:
     return []
 
 
-def network_from_checkpoint(path: str | Path, trust: bool = False) -> tuple[nn.Module, dict]:
-    """The trained network (eval mode) and the checkpoint's inference settings.
+def network_from_checkpoint(
+    path: str | Path, trust: bool = False, checkpoint: dict | None = None
+) -> tuple[nn.Module, dict]:
+    """The trained network as deployed (eval mode, no training-time machinery:
+    ``inference_network``) and the checkpoint's inference settings (class names, image size,
+    mean, std; the stored sample images left out: ``checkpoint_data.stored_sample``).
 
     ``trust``: also import classes outside this project and torch that the checkpoint names
     (a network from your own package, ``model.init_args.network``); off by default, because a
-    checkpoint must not choose which code gets imported."""
+    checkpoint must not choose which code gets imported. ``checkpoint``: the file's contents,
+    when the caller has read them already."""
     from jsonargparse import ArgumentParser
 
-    checkpoint = load_checkpoint(path)  # weights_only=True
+    if checkpoint is None:
+        checkpoint = load_checkpoint(path)  # weights_only=True
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", "")
     # Only our own model classes: a checkpoint must not choose which code gets imported.
@@ -104,7 +117,15 @@ def network_from_checkpoint(path: str | Path, trust: bool = False) -> tuple[nn.M
     fill_network(model.network, network_state(checkpoint, path), path)
     if "inference" not in checkpoint:
         raise CheckpointError(f"{path}: no class names / image size stored (an older checkpoint?)")
-    return model.network.eval(), checkpoint["inference"]
+    settings = {k: v for k, v in checkpoint["inference"].items() if k != "sample"}
+    return inference_network(model.network), settings
+
+
+def inference_network(network: nn.Module) -> nn.Module:
+    """``network`` in eval mode, without what only training uses (``for_inference``, where the
+    network has one: the transfer model drops its feature cache)."""
+    prepare = getattr(network, "for_inference", None)
+    return prepare() if callable(prepare) else network.eval()
 
 
 def write_onnx(network: nn.Module, settings: dict, path: str | Path) -> Path:
@@ -121,6 +142,7 @@ def write_onnx(network: nn.Module, settings: dict, path: str | Path) -> Path:
         input_names=["images"],
         output_names=["logits"],
         dynamo=True,  # torch.export-based exporter; the batch size stays symbolic:
+        verbose=False,  # no progress lines on stdout
         dynamic_shapes=({0: torch.export.Dim("batch")},),
     )
     model = onnx.load(path)
@@ -157,23 +179,25 @@ def check_provider(provider: str) -> str:
 
 
 def report(name: str, path: Path, size: int, result: dict) -> str:
+    accuracy = "accuracy n/a (no labels)"
+    if result["acc"] is not None:
+        accuracy = f"accuracy {result['acc']:.4f} (checkpoint {result['reference_acc']:.4f})"
     return (
-        f"{name} {path} ({size / 1e6:.2f} MB): on {result['images']} test images "
+        f"{name} {path} ({size / 1e6:.2f} MB): on {result['images']} images "
         f"top-1 agreement {result['agreement']:.2%} with the checkpoint, "
-        f"max |logit difference| {result['max_abs_diff']:.2e}, accuracy {result['acc']:.4f} "
-        f"(checkpoint {result['reference_acc']:.4f})"
+        f"max |logit difference| {result['max_abs_diff']:.2e}, {accuracy}"
     )
 
 
-def verified(name: str, path: Path, written: Path, predict, test: tuple, reference) -> None:
+def verified(name: str, path: Path, written: Path, predict, check: Images, reference) -> None:
     """Print the parity of ``written`` (to become ``path``) with the checkpoint; an error unless
     every top-1 agrees."""
-    result = compare(reference, logits_of(predict, test[0]), test[1])
+    result = compare(reference, logits_of(predict, check.images), check.labels)
     print(report(name, path, written.stat().st_size, result))
     if result["agreement"] < 1.0:
         raise ExportMismatch(
             f"{name}: top-1 differs from the checkpoint on "
-            f"{1 - result['agreement']:.2%} of the test images; not written"
+            f"{1 - result['agreement']:.2%} of the images; not written"
         )
 
 
@@ -181,10 +205,10 @@ class ExportMismatch(RuntimeError):
     """An exported file predicts other classes than its checkpoint (a bug, exit status 1)."""
 
 
-def export_checked(network, settings, options, test) -> list[Path]:
+def export_checked(network, settings, options, test: Images) -> list[Path]:
     """Write the chosen format(s) beside each other, each checked before it is renamed into
     place (a file that fails the check is never left behind)."""
-    reference = logits_of(torch_predict(network), test[0])
+    reference = logits_of(torch_predict(network), test.images)
     output = Path(options.output or f"model.{options.format}")
     if options.format == "onnx":
         with atomic_path(output) as temporary:
@@ -241,6 +265,14 @@ def main(args: list[str] | None = None) -> int:
         help="pt2: skip the AOTInductor package (its compile takes minutes)",
     )
     parser.add_argument(
+        "--check_split",
+        choices=CHOICES,
+        default="auto",
+        help="the images of the check: auto (the default) takes the recorded data's test split, "
+        "else its val split, else the validation images stored in the checkpoint; none: those "
+        "stored images (random ones in a checkpoint without them)",
+    )
+    parser.add_argument(
         "--trust_class_paths",
         action="store_true",
         help="import the classes outside project. and torch. that the checkpoint names (your "
@@ -251,9 +283,12 @@ def main(args: list[str] | None = None) -> int:
         check_writable(options.output or f"model.{options.format}")
         if options.format == "onnx":
             check_provider(options.provider)
-        network, settings = network_from_checkpoint(options.ckpt_path, options.trust_class_paths)
-        data = checkpoint_data(load_checkpoint(options.ckpt_path), options.ckpt_path)
-        test = split_tensors(data, "test")
+        checkpoint = load_checkpoint(options.ckpt_path)
+        network, settings = network_from_checkpoint(
+            options.ckpt_path, options.trust_class_paths, checkpoint
+        )
+        test = evaluation_images(checkpoint, options.ckpt_path, options.check_split)
+        print(f"checked on {test.description}")
         paths = export_checked(network, settings, options, test)
     except (InputError, ExportMismatch) as error:  # one line; 2: the input, 1: a failed check
         print(f"error: {' '.join(one_line(error).split())}", file=sys.stderr)  # one line

@@ -23,6 +23,11 @@ def check_writable(path: str | Path, option: str = "--output") -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a folder, not a file name")
+    for folder in path.parents:  # a file where a folder should be: say which
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputError(f"{option} {path}: {folder} is a file, not a folder")
+            break
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.with_name(f".{path.name}.{os.getpid()}.probe")

@@ -38,14 +38,14 @@ def onnx_predict(path, provider: str = "CPUExecutionProvider", threads: int = 0)
     return lambda batch: session.run(None, {"images": batch})[0]
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, labels: torch.Tensor) -> dict:
-    """Accuracies of both, top-1 agreement and max |logit difference|."""
-    truth = labels.numpy()
+def compare(reference: np.ndarray, candidate: np.ndarray, labels: torch.Tensor | None) -> dict:
+    """Accuracies of both (None without labels), top-1 agreement and max |logit difference|."""
     first, second = reference.argmax(1), candidate.argmax(1)
+    truth = None if labels is None else labels.numpy()
     return {
-        "reference_acc": float((first == truth).mean()),
-        "acc": float((second == truth).mean()),
+        "reference_acc": None if truth is None else float((first == truth).mean()),
+        "acc": None if truth is None else float((second == truth).mean()),
         "agreement": float((first == second).mean()),
         "max_abs_diff": float(np.abs(reference - candidate).max()),
-        "images": len(truth),
+        "images": len(first),
     }

@@ -26,11 +26,14 @@ from project.deploy.files import atomic_path
 SETTINGS_FILE = "inference.json"
 
 
-def export_program(network: nn.Module, image_size: int) -> torch.export.ExportedProgram:
-    """``network`` (eval mode) traced by torch.export for N x 3 x S x S images, any N >= 1."""
+def export_program(
+    network: nn.Module, image_size: int, strict: bool = False
+) -> torch.export.ExportedProgram:
+    """``network`` (eval mode) traced by torch.export for N x 3 x S x S images, any N >= 1
+    (``strict``: traced by TorchDynamo, as PT2E quantization needs: project/deploy/pt2e_int8.py)."""
     example = torch.zeros(2, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    return torch.export.export(network, (example,), dynamic_shapes=({0: batch},))
+    return torch.export.export(network, (example,), dynamic_shapes=({0: batch},), strict=strict)
 
 
 def save_program(program: torch.export.ExportedProgram, settings: dict, output: Path) -> Path:

@@ -251,7 +251,9 @@ class ClassifierModule(LightningModule):
             }
         data = self.trainer.datamodule if self._trainer is not None else None
         if data is not None:  # class names, image size, normalization: for export and predict
-            checkpoint["inference"] = data.inference_settings()
+            # ... and a few validation images: export's check where the data is not
+            settings = data.inference_settings()
+            checkpoint["inference"] = {**settings, "sample": data.inference_sample()}
             checkpoint["data_split"] = data.split_record()  # project/data/split_file.py
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -288,20 +288,27 @@ def fit(
                 path = state.save(folder / "last.ckpt", {}, stopped_at)
                 raise TrainingInterrupted.saved(stop_request, state.epoch, state.global_step, path)
             # ---- validation, then the callbacks (Lightning: validation_step, on_validation_end)
-            val_batches = batch_limit(len(val_loader), settings.limit_val_batches)
-            val = evaluate(network, val_loader, classifier, settings, val_batches)
-            if settings.validation_figures and log.main_process:  # every class in val/predictions
-                val["examples"] = class_examples(network, data, classifier, settings)
+            # every check_val_every_n_epoch-th epoch (Lightning: (epoch + 1) % n == 0)
+            validates = (state.epoch + 1) % settings.check_val_every_n_epoch == 0
+            val = None
+            if validates:
+                val_batches = batch_limit(len(val_loader), settings.limit_val_batches)
+                val = evaluate(network, val_loader, classifier, settings, val_batches)
+                if settings.validation_figures and log.main_process:  # every class
+                    val["examples"] = class_examples(network, data, classifier, settings)
             metrics = epoch_metrics(sums, val, started)
-            if interval == "epoch":  # after validation: ReduceLROnPlateau reads its metric
-                step_scheduler(schedule, metrics)  # Lightning: lr_scheduler interval "epoch"
+            if interval == "epoch" and (validates or schedule.monitor is None):
+                # after validation: ReduceLROnPlateau reads its metric (Lightning: interval epoch)
+                step_scheduler(schedule, metrics)
             state.epoch += 1
             state.history.epochs.append(metrics)
             log.epoch(state.epoch - 1, state.global_step - 1, metrics, val)
             # Early stopping decides first (Lightning runs ModelCheckpoint last), so a checkpoint
             # holds the up-to-date patience count and a resumed run stops at the same epoch.
-            should_stop = stopping.update(metrics)
-            best.update(metrics, state.epoch - 1, state.global_step, state.save)
+            should_stop = validates and stopping.update(metrics)
+            if validates:
+                best.update(metrics, state.epoch - 1, state.global_step, state.save)
+            # last.ckpt after every epoch, validated or not (Lightning: save_on_train_epoch_end)
             latest.update(metrics, state.epoch - 1, state.global_step, state.save)
             if should_stop:
                 stop_reason = stopping.reason()
@@ -315,15 +322,21 @@ def fit(
 # ---------------------------------------------------------------------------- small pieces
 
 
-def epoch_metrics(train_sums: tuple[float, int, int], val: dict, started: float) -> dict:
-    """The epoch's averages, over every process (Lightning: on_epoch=True, sync_dist=True)."""
+def epoch_metrics(train_sums: tuple[float, int, int], val: dict | None, started: float) -> dict:
+    """The epoch's averages, over every process (Lightning: on_epoch=True, sync_dist=True);
+    ``val`` None: an epoch without validation (check_val_every_n_epoch), train/* only."""
     loss_sum, correct, seen = distributed.sum_over_processes(*train_sums)
+    validation = {}
+    if val is not None:
+        validation = {
+            "val/loss": val["loss"],
+            "val/acc": val["acc"],
+            **{k: float(v) for k, v in EvaluationMetrics.scalars(val["per_class"], "val").items()},
+        }
     return {
         "train/loss": loss_sum / max(seen, 1),
         "train/acc": correct / max(seen, 1),
-        "val/loss": val["loss"],
-        "val/acc": val["acc"],
-        **{k: float(v) for k, v in EvaluationMetrics.scalars(val["per_class"], "val").items()},
+        **validation,
         "time/epoch_seconds": time.perf_counter() - started,
     }
 

@@ -101,32 +101,37 @@ class RunLog:
         for name, lr in learning_rates.items():  # Lightning: LearningRateMonitor
             self.writer.add_scalar(f"lr/{name}", lr, global_step)
 
-    def epoch(self, epoch: int, step: int, metrics: dict[str, float], val: dict) -> None:
-        """After validation: the epoch's scalars, figures and console line."""
+    def epoch(self, epoch: int, step: int, metrics: dict[str, float], val: dict | None) -> None:
+        """After the epoch (and its validation, where it had one): scalars, figures, a line."""
         per_class = [tag for tag in metrics if tag.startswith("val/") and tag not in EPOCH_TAGS]
         # per_class: val/f1_macro, ... (project/core/metrics.py)
         for tag in (*EPOCH_TAGS, *per_class):
-            self.writer.add_scalar(tag, metrics[tag], step)
+            if tag in metrics:  # no val/* in an epoch without validation
+                self.writer.add_scalar(tag, metrics[tag], step)
         # The epoch's mean training loss (train/loss is a single step's, every n steps).
         self.writer.add_scalar("train/loss_epoch", metrics["train/loss"], step)
         self.writer.add_scalar("epoch", epoch, step)
         # Lightning: the ValidationFigures callback. Process 0 only: it alone drew the examples.
-        if self.settings.validation_figures and self.main_process:
+        if val is not None and self.settings.validation_figures and self.main_process:
             write_validation_figures(
                 self.writer, step, val["confusion"], val["examples"],
                 self.data.class_names, *self.data.normalization(), val["top_losses"],
             )  # fmt: skip
+        validation = "(no validation)"
+        if "val/acc" in metrics:
+            validation = f"val/loss {metrics['val/loss']:.4f}  val/acc {metrics['val/acc']:.4f}"
         self.say(
             f"epoch {epoch:3d}  train/loss {metrics['train/loss']:.4f}  "
-            f"train/acc {metrics['train/acc']:.4f}  val/loss {metrics['val/loss']:.4f}  "
-            f"val/acc {metrics['val/acc']:.4f}  ({metrics['time/epoch_seconds']:.1f} s)"
+            f"train/acc {metrics['train/acc']:.4f}  {validation}  "
+            f"({metrics['time/epoch_seconds']:.1f} s)"
         )
 
     def finish(self, epochs: list[dict[str, float]], step: int) -> None:
         """The run's results for the HPARAMS tab (Lightning: HyperparametersWithMetrics)."""
-        if self.settings.hyperparameters and epochs:
-            best_val_acc = max(metrics["val/acc"] for metrics in epochs)
-            final = (best_val_acc, epochs[-1]["val/loss"])
+        validated = [metrics for metrics in epochs if "val/acc" in metrics]
+        if self.settings.hyperparameters and validated:
+            best_val_acc = max(metrics["val/acc"] for metrics in validated)
+            final = (best_val_acc, validated[-1]["val/loss"])
             for name, value in zip(FINAL_METRICS, final, strict=True):
                 self.writer.add_scalar(name, value, step)
 

@@ -136,7 +136,8 @@ def checkpoint_identity(recipe, data, config: dict | None) -> dict:
     return {
         "hyper_parameters": model_hyperparameters(recipe, config),
         "pytorch-lightning_version": lightning_version(),
-        "inference": data.inference_settings(),  # class names, image size, normalization
+        # class names, image size, normalization, and a few validation images (export's check)
+        "inference": {**data.inference_settings(), "sample": data.inference_sample()},
         "data_split": data.split_record(),  # which files trained (project/data/split_file.py)
         "config": config or {},
     }

@@ -40,7 +40,6 @@ NOT_IMPLEMENTED = {
     "strategy": "auto",
     "fast_dev_run": False,
     "val_check_interval": None,
-    "check_val_every_n_epoch": 1,
     "min_epochs": None,
     "min_steps": None,
     "max_time": None,
@@ -85,6 +84,7 @@ class LoopSettings:
     limit_val_batches: int | float | None
     log_every_n_steps: int
     num_sanity_val_steps: int
+    check_val_every_n_epoch: int  # validation (and the best checkpoint) after every n-th epoch
     log_root: Path  # <save_dir>/<name> of the TensorBoardLogger
     log_folder: str | None  # the logger's fixed version folder, or None for manual_version_<n>
     checkpoint: CheckpointSettings | None  # the best checkpoint(s)
@@ -270,6 +270,12 @@ def loop_settings(config: Namespace) -> LoopSettings:
                 f"trainer.callbacks {averaging}: weight averaging (EMA) is not implemented by the "
                 "manual loop (remove it, or use python -m project)"
             )
+    every = trainer.check_val_every_n_epoch
+    if not isinstance(every, int) or every < 1:
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={every!r}: the manual loop takes a whole number "
+            "of epochs, 1 or more"
+        )
     if str(trainer.devices) not in ("1", "auto"):
         raise ConfigError(f"trainer.devices={trainer.devices!r}: the manual loop uses one device")
 
@@ -305,6 +311,7 @@ def loop_settings(config: Namespace) -> LoopSettings:
         num_sanity_val_steps=2
         if trainer.num_sanity_val_steps is None
         else trainer.num_sanity_val_steps,
+        check_val_every_n_epoch=every,
         log_root=log_root,
         log_folder=run_folder,
         checkpoint=best,

@@ -165,13 +165,24 @@ class TransferNetwork(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         if self.feature_cache is not None and self.backbone_frozen:
-            return self.feature_cache(self.backbone, images)
-        # A frozen backbone needs no autograd graph: no activations are kept for backward.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
-            return self.backbone(images)
+            return self.feature_cache(self.backbone, images)  # for_inference() removes the cache
+        if self.training and self.backbone_frozen and torch.is_grad_enabled():
+            # A frozen backbone needs no autograd graph: no activations are kept for backward.
+            with torch.no_grad():
+                return self.backbone(images)
+        return self.backbone(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
+
+    def for_inference(self) -> TransferNetwork:
+        """This network as it is deployed: eval mode, no feature cache, every parameter frozen.
+        What training adds (the cache, the frozen backbone's no-grad region) is not in the graph
+        that export, quantize and serve trace, so a frozen and an unfrozen backbone export the
+        same graph."""
+        self.feature_cache = None
+        self.requires_grad_(False)
+        return self.eval()
 
     def feature_cache_clear(self) -> None:
         if self.feature_cache is not None:

@@ -84,6 +84,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as file:
+        head = file.read(2)
+    # torch.save writes a zip archive ("PK"); old torch versions a pickle (protocol 2+: 0x80).
+    if head and head != b"PK" and head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (not a PyTorch checkpoint: neither the zip "
+            "archive torch.save writes nor a pickle)"
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
