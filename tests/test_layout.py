@@ -130,3 +130,14 @@ def test_the_manual_loop_reads_old_and_new_class_paths_as_the_same_recipe():
     )
     # another module's class of that name is not ours
     assert plain_class_paths("my_package.CNNClassifier") == "my_package.CNNClassifier"
+
+
+def test_the_manual_loops_fit_reads_in_one_screen():
+    """project/manual/loop.py's fit() stays <= 80 lines (issue 33): its steps are functions of
+    their own (fit_loaders, checkpoint_callbacks, resume_or_start, validate)."""
+    import inspect
+
+    from project.manual import loop
+
+    lines = inspect.getsource(loop.fit).splitlines()
+    assert len(lines) <= 80, f"fit() is {len(lines)} lines: move a step into a function of its own"

@@ -232,43 +232,25 @@ def fit(
     settings = replace(settings, device=distributed.start(settings.device))  # torchrun: join
     if settings.deterministic:
         torch.use_deterministic_algorithms(True)  # Lightning: Trainer(deterministic=True)
-    data.prepare_data()  # Lightning calls prepare_data() and setup("fit") on the DataModule
-    data.setup("fit")
-    classifier.use_class_counts(data.class_counts())  # class_weights: auto (Lightning: setup)
-    # Several processes: each gets its share of every epoch, shuffled with the same seed.
-    train_loader = data.train_dataloader()
-    if settings.overfit_batches > 0:  # Lightning: overfit_batches (the same batches)
-        train_loader = sequential(train_loader)
-    train_loader = distributed.shard(train_loader, True, torch.initial_seed() % 2**31)
-    val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
-    classifier.check_data("fit", data.hparams.augmentation)  # Lightning: setup("fit")
+    train_loader, val_loader = fit_loaders(settings, data, classifier)  # Lightning: setup("fit")
     network = classifier.network.to(settings.device)  # Lightning: moves the module for us
     # channels_last (auto: by device and precision), compile (Lightning: configure_model)
     prepared = classifier.prepare_network(settings.device, settings.precision)
     if resume is None:  # pretrained weights, if the model has any (Lightning: setup("fit"))
         classifier.load_pretrained_weights()
     schedule = configure_optimizers(classifier, len(train_loader), settings)
-    optimizer, scheduler, interval = schedule.optimizer, schedule.scheduler, schedule.interval
+    interval = schedule.interval  # when the LR schedule steps: "step" or "epoch"
     identity = checkpoint_identity(classifier, data, config)  # what every checkpoint says
     with RunLog(settings, identity["hyper_parameters"], data) as log:  # Lightning: the logger
-        # Lightning: the ModelCheckpoint and EarlyStopping callbacks of the same config.
         folder = log.dir / "checkpoints"
-        best = BestCheckpoint(settings.checkpoint, folder)
-        latest = LatestCheckpoint(settings.latest_filename, folder)
-        stopping = EarlyStopping(settings.early_stopping)
-        state = RunState(network, optimizer, scheduler, interval, grad_scaler(settings),
-                         [best, stopping], identity,
+        # Lightning: the ModelCheckpoint and EarlyStopping callbacks of the same config.
+        best, latest, stopping = checkpoint_callbacks(settings, folder)
+        state = RunState(network, schedule.optimizer, schedule.scheduler, interval,
+                         grad_scaler(settings), [best, stopping], identity,
                          writes=log.main_process, schedule=schedule)  # fmt: skip
         log.say(prepared)  # what channels_last: auto chose (Lightning: configure_model says it)
-        resume_at = None
-        if resume is not None:  # Lightning: trainer.fit(..., ckpt_path=...)
-            checkpoint, path = read_resume_checkpoint(resume, settings)
-            resume_at = state.restore(checkpoint, path)
-            log.say(f"resumed from {path}: epoch {state.epoch}, step {state.global_step}")
-        if state.epoch == 0:  # a few validation batches first (Lightning: num_sanity_val_steps)
-            sanity_check(network, val_loader, classifier, settings)
-        if resume is not None:  # restored last: shuffles and dropout continue the old sequence
-            restore_rng_states(resume_at.epoch_start_rng if resume_at else checkpoint["rng_states"])
+        # Lightning: trainer.fit(..., ckpt_path=...), then num_sanity_val_steps on a fresh start
+        resume_at = resume_or_start(resume, state, log, network, val_loader, classifier, settings)
         stop_reason = "max_epochs"
         while state.epoch < settings.max_epochs:  # ---- the epochs (Lightning: fit_loop)
             if reached_max_steps(state, settings):
@@ -288,14 +270,10 @@ def fit(
                 path = state.save(folder / "last.ckpt", {}, stopped_at)
                 raise TrainingInterrupted.saved(stop_request, state.epoch, state.global_step, path)
             # ---- validation, then the callbacks (Lightning: validation_step, on_validation_end)
-            # every check_val_every_n_epoch-th epoch (Lightning: (epoch + 1) % n == 0)
-            validates = (state.epoch + 1) % settings.check_val_every_n_epoch == 0
-            val = None
+            validates = (state.epoch + 1) % settings.check_val_every_n_epoch == 0  # Lightning's n
+            val = None  # an epoch without validation: train/* only
             if validates:
-                val_batches = batch_limit(len(val_loader), settings.limit_val_batches)
-                val = evaluate(network, val_loader, classifier, settings, val_batches)
-                if settings.validation_figures and log.main_process:  # every class
-                    val["examples"] = class_examples(network, data, classifier, settings)
+                val = validate(network, val_loader, classifier, data, settings, log)
             metrics = epoch_metrics(sums, val, started)
             if interval == "epoch" and (validates or schedule.monitor is None):
                 # after validation: ReduceLROnPlateau reads its metric (Lightning: interval epoch)
@@ -317,6 +295,60 @@ def fit(
         log.say(f"stopped after epoch {state.epoch - 1} ({stop_reason}); best {best.best_path}")
     distributed.barrier()  # process 0 has written its last file before any process returns
     return FitResult(state.history, log.dir, best.best_path, latest.path)
+
+
+# ---------------------------------------------------------------------------- fit's steps
+
+
+def fit_loaders(settings: LoopSettings, data: ImageData, classifier: ClassifierRecipe):
+    """The training and validation loaders of a fit (Lightning: prepare_data() and setup("fit")
+    on the DataModule, then the loops' samplers)."""
+    data.prepare_data()
+    data.setup("fit")
+    classifier.use_class_counts(data.class_counts())  # class_weights: auto (Lightning: setup)
+    # Several processes: each gets its share of every epoch, shuffled with the same seed.
+    train_loader = data.train_dataloader()
+    if settings.overfit_batches > 0:  # Lightning: overfit_batches (the same batches)
+        train_loader = sequential(train_loader)
+    train_loader = distributed.shard(train_loader, True, torch.initial_seed() % 2**31)
+    val_loader = distributed.shard(data.val_dataloader(), shuffle=False)
+    classifier.check_data("fit", data.hparams.augmentation)  # Lightning: setup("fit")
+    return train_loader, val_loader
+
+
+def checkpoint_callbacks(settings: LoopSettings, folder: Path):
+    """The best checkpoint, last.ckpt and early stopping of the config (Lightning: its
+    ModelCheckpoint and EarlyStopping callbacks)."""
+    return (
+        BestCheckpoint(settings.checkpoint, folder),
+        LatestCheckpoint(settings.latest_filename, folder),
+        EarlyStopping(settings.early_stopping),
+    )
+
+
+def resume_or_start(resume, state, log, network, val_loader, classifier, settings):
+    """Restore a checkpoint's state (Lightning: trainer.fit(..., ckpt_path=...)), or check a few
+    validation batches first on a fresh start (Lightning: num_sanity_val_steps). Returns where
+    to resume inside an epoch, or None."""
+    resume_at = None
+    if resume is not None:
+        checkpoint, path = read_resume_checkpoint(resume, settings)
+        resume_at = state.restore(checkpoint, path)
+        log.say(f"resumed from {path}: epoch {state.epoch}, step {state.global_step}")
+    if state.epoch == 0:
+        sanity_check(network, val_loader, classifier, settings)
+    if resume is not None:  # restored last: shuffles and dropout continue the old sequence
+        restore_rng_states(resume_at.epoch_start_rng if resume_at else checkpoint["rng_states"])
+    return resume_at
+
+
+def validate(network, val_loader, classifier, data, settings: LoopSettings, log) -> dict:
+    """One validation pass (Lightning: the validation loop), with the figures' examples."""
+    val_batches = batch_limit(len(val_loader), settings.limit_val_batches)
+    val = evaluate(network, val_loader, classifier, settings, val_batches)
+    if settings.validation_figures and log.main_process:  # every class in val/predictions
+        val["examples"] = class_examples(network, data, classifier, settings)
+    return val
 
 
 # ---------------------------------------------------------------------------- small pieces
