@@ -328,3 +328,18 @@ def test_the_challenge_pipeline_runs_through_its_commands(tmp_path):
         mean = float(line[52:].split()[0])
         assert 0.0 <= mean <= 1.0, line
     assert (tmp_path / "lightning_logs" / "transfer" / "target").is_dir()  # target.yaml's logger
+
+    # WORKSHOP.md phase 4's stretch: ONNX export of the challenge model, as written there, on
+    # train/val-only data; then again with the glyphs moved away (the checkpoint alone).
+    checkpoint = sorted((tmp_path / "lightning_logs" / "transfer" / "target").rglob("*.ckpt"))[0]
+    stretch = "python -m project export --ckpt_path CKPT --output glyphs.onnx"
+    assert stretch in " ".join((REPO / "WORKSHOP.md").read_text().split())
+    export = [sys.executable, "-m", "project", "export", "--ckpt_path", str(checkpoint),
+              "--output", "glyphs.onnx"]  # fmt: skip
+    out = run_command(export, cwd=tmp_path, env=env).stdout
+    assert "checked on" in out and "val" in out.split("checked on", 1)[1].splitlines()[0], out
+    assert (tmp_path / "glyphs.onnx").stat().st_size > 1_000_000
+    root.rename(tmp_path / "moved_away")
+    (tmp_path / "glyphs.onnx").unlink()
+    out = run_command(export, cwd=tmp_path, env=env).stdout
+    assert "checked on" in out and (tmp_path / "glyphs.onnx").exists(), out
