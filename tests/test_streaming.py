@@ -171,6 +171,35 @@ def test_both_loops_fit_and_test_from_shards_to_the_same_weights(shards, tmp_pat
     )
 
 
+@pytest.mark.slow
+def test_the_digits_written_as_shards_fit_and_test_in_both_loops(digits_root, tmp_path):
+    """The bundled digits (class folders, a test split) as shards: a Lightning fit from them, then
+    ``test`` of its checkpoint from the shards in both loops: the same test split, the same
+    accuracy."""
+    from project.lit.cli import main as lightning_main
+    from project.manual.cli import run as manual_run
+
+    output = tmp_path / "digits-shards"
+    assert shards_command.main(["--config", CNN_CONFIG, f"--data.root={digits_root}",
+                                f"--output={output}"]) == 0  # fmt: skip
+    record = ImageData(shards=str(output)).split_record()
+    folder_record = ImageData(root=str(digits_root)).split_record()
+    assert record == folder_record  # the folder's classes and splits, test split included
+    args = [
+        "--config", CNN_CONFIG, f"--data.shards={output}", "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=6", "--trainer.precision=32-true",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+    ]  # fmt: skip
+    fitted = lightning_main(["fit", *args])
+    last = Path(fitted.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    tested = lightning_main(["test", *args, f"--ckpt_path={last}"])
+    lightning_acc = float(tested.trainer.callback_metrics["test/acc"])
+    manual = manual_run(["test", *args, f"--ckpt_path={last}"])
+    assert manual["test/acc"] == pytest.approx(lightning_acc, abs=1e-6)
+    assert 0.0 < lightning_acc <= 1.0
+
+
 # ---------------------------------------------------------------------------- DDP: exactly once
 
 

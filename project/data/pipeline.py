@@ -340,7 +340,7 @@ class ImageData:
             images = [geometry(val.read(i)) for i in order]  # 3 x S x S uint8 (load_image)
             self._check_sample = {
                 "images": torch.stack(images).to(torch.uint8).contiguous(),
-                "labels": torch.tensor([val.samples[i][1] for i in order]),
+                "labels": torch.tensor([val.targets[i] for i in order]),  # folders and shards
                 "split": "val",
             }
         return self._check_sample

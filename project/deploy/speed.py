@@ -1,17 +1,19 @@
 """Speed in the units the deploy goals are stated in: images/s (quantize) and batch latency
 (prune), the candidates measured in turn (A, B, A, B, ...) so that a busy machine slows each alike.
 
-    rates = interleaved_rates({"fp32": predict32, "int8": predict8}, images, rounds=5)
-    print(speed_line(rates, "fp32", batch=32))
+    seconds = interleaved_seconds({"fp32": predict32, "int8": predict8}, batch, rounds=5)
+    print(conditions(32, 5))                       # batch, rounds, threads, CPUs, load average
+    print(rate_line(seconds, "fp32", batch=32))    # images/s: fp32 ... (1.00x), int8 ... (1.22x)
 
-Each round times ``calls`` batches of every candidate after one warm-up call of each; the figure
-is the median over rounds. The threads are torch's (``torch.get_num_threads()``, which
-project/core/threads.py sets); ONNX Runtime sessions made by ``parity.onnx_predict`` with
-``threads=torch.get_num_threads()`` use as many.
+Each round times at least ``calls`` batches of every candidate (more for fast ones: a round lasts
+about ``min_seconds``), after warm-up calls; the figure is the median over rounds. The threads
+are torch's (``torch.get_num_threads()``, which project/core/threads.py sets); ONNX Runtime
+sessions made by ``parity.onnx_predict`` with ``threads=torch.get_num_threads()`` use as many.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -24,12 +26,23 @@ Run = Callable[[np.ndarray], object]  # one batch in, anything out
 
 
 def interleaved_seconds(
-    candidates: dict[str, Run], batch: np.ndarray, rounds: int, calls: int = 3
+    candidates: dict[str, Run],
+    batch: np.ndarray,
+    rounds: int,
+    calls: int = 3,
+    min_seconds: float = 0.25,
 ) -> dict[str, list[float]]:
     """Seconds per batch of each candidate, one value per round; every other round runs the
-    candidates in reverse order, so no candidate always runs first."""
+    candidates in reverse order, so no candidate always runs first. A round times at least
+    ``calls`` batches of each, and enough to last about ``min_seconds`` (a batch of a few
+    milliseconds timed alone is mostly the machine's noise)."""
+    slowest = 0.0
     for run in candidates.values():
         run(batch)  # warm-up: kernels chosen, memory allocated, compiled code built
+        started = time.perf_counter()
+        run(batch)
+        slowest = max(slowest, time.perf_counter() - started)
+    calls = max(calls, math.ceil(min_seconds / max(slowest, 1e-6)))
     seconds: dict[str, list[float]] = {name: [] for name in candidates}
     for round_ in range(rounds):
         order = list(candidates.items())
