@@ -3,13 +3,14 @@
     python -m benchmarks.int8_profile --ckpt_path CKPT          # the checkpoint's image size
     python -m benchmarks.int8_profile --ckpt_path CKPT --size 224
 
-Exports the checkpoint to fp32 ONNX and quantizes it as ``python -m project quantize`` does
-(QDQ, per-channel weights, calibrated on the checkpoint's stored validation images: speed does not
-depend on which), then runs CALLS batches of BATCH random images through each with ONNX Runtime's
-profiler on (``SessionOptions.enable_profiling``) and prints, per operator type of the optimized
-graph, the total kernel time and its share: what int8 speeds up (the convolutions, run as
-QLinearConv, and the residual adds, QLinearAdd: fused int8 kernels) and what it adds
-(QuantizeLinear / DequantizeLinear left between operators that have no int8 kernel). The reason the int8 goal is or is not met is there.
+Exports the checkpoint to fp32 ONNX and quantizes it as ``python -m project quantize`` does (QDQ,
+per-channel weights, calibrated on the checkpoint's stored validation images: speed does not depend
+on which), then runs CALLS batches of BATCH random images through each with ONNX Runtime's profiler
+on (``SessionOptions.enable_profiling``) and prints, per operator type of the optimized graph, the
+total kernel time and its share: what int8 speeds up (the convolutions, run as QLinearConv, and the
+residual adds, QLinearAdd: fused int8 kernels) and what it adds (QuantizeLinear / DequantizeLinear
+left between operators that have no int8 kernel). The reason the int8 goal is or is not met is
+there.
 """
 
 from __future__ import annotations
