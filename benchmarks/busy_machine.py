@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import spread, table
-from tests.cpu_hog import RULE_VARIABLES, start_torch_hogs
+from project.core import threads
+from tests.cpu_hog import start_torch_hogs
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -75,13 +76,6 @@ SITUATIONS = ("idle", "2 torch hogs", "2 python hogs")
 VARIANTS = {"torch defaults": False, "rule": True}
 
 
-def environment(rule: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in RULE_VARIABLES}
-    if not rule:
-        env["IMAGE_CLASSIFIER_THREADS"] = "off"
-    return env
-
-
 def run_once(workload: str, rule: bool) -> float:
     """Wall seconds of one fresh process of ``workload``; its logs in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="bench_busy_") as folder:
@@ -94,7 +88,7 @@ def run_once(workload: str, rule: bool) -> float:
         subprocess.run(
             [sys.executable, "-m", "project", *args],
             cwd=ROOT,
-            env=environment(rule),
+            env=threads.environment(rule),
             check=True,
             capture_output=True,
             timeout=3600,

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import spread, table
-from tests.cpu_hog import RULE_VARIABLES, start_torch_hogs
+from project.core import threads
+from tests.cpu_hog import start_torch_hogs
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = """
@@ -46,8 +47,7 @@ SETTINGS = {  # name: environment entries (besides the rule switched off)
 
 
 def one_run(extra: dict[str, str]) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in RULE_VARIABLES}
-    env.update({"IMAGE_CLASSIFIER_THREADS": "off", **extra})
+    env = {**threads.environment(rule=False), **extra}
     out = subprocess.run(
         [sys.executable, "-c", STEPS],
         cwd=ROOT,

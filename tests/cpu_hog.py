@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from project.core import threads
+
 # What a torch hog runs: training steps of a small CNN on random 32x32 images, batch 64.
 TORCH_STEPS = """
 import os, sys, time
@@ -48,23 +50,6 @@ while os.getppid() == parent and time.monotonic() < deadline:
     optimizer.step()
 """
 
-# The rule's variables: removed for a foreign torch process (torch's defaults).
-RULE_VARIABLES = (
-    "GOMP_SPINCOUNT",
-    "KMP_BLOCKTIME",
-    "IMAGE_CLASSIFIER_THREADS_RULE",
-    "IMAGE_CLASSIFIER_THREADS",
-)
-
-
-def foreign_environment(rule: bool) -> dict[str, str]:
-    """The environment of a hog process: with the rule, or as any torch program's (none of the
-    rule's variables; the rule switched off in case it imports the project)."""
-    env = {k: v for k, v in os.environ.items() if k not in RULE_VARIABLES}
-    if not rule:
-        env["IMAGE_CLASSIFIER_THREADS"] = "off"
-    return env
-
 
 def spin(parent: int, seconds: float) -> None:
     """Busy arithmetic until the parent exits or the time is up (checked every ~10 ms of work)."""
@@ -80,7 +65,7 @@ def start_torch_hogs(workers: int, seconds: float, rule: bool) -> list[subproces
     code = TORCH_STEPS.format(rule=rule, parent=os.getpid(), seconds=seconds)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return [
-        subprocess.Popen([sys.executable, "-c", code], env=foreign_environment(rule), cwd=root)
+        subprocess.Popen([sys.executable, "-c", code], env=threads.environment(rule), cwd=root)
         for _ in range(workers)
     ]
 

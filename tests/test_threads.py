@@ -8,7 +8,6 @@ at the moment torch loads it. torch's thread count is printed by the process.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,12 +18,10 @@ from project.core import threads
 
 from .helpers import REPO
 
-RULE_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", threads.MARK, threads.OFF_SWITCH)
-
 
 def clean_environment(**extra) -> dict[str, str]:
     """This process's environment without the rule's choices (pytest's process applied it)."""
-    env = {k: v for k, v in os.environ.items() if k not in RULE_VARIABLES}
+    env = threads.environment(rule=True)
     env.pop("OMP_NUM_THREADS", None)
     return {**env, **extra}
 
@@ -143,3 +140,12 @@ def test_a_child_process_inherits_the_rule():
     )
     spin, _ = openmp_report(["-c", code], clean_environment())
     assert spin == str(threads.SPIN_COUNT)
+
+
+def test_a_child_environment_either_way():
+    parent = {"GOMP_SPINCOUNT": "10000", threads.MARK: "chosen", "PATH": "/bin"}
+    assert threads.environment(rule=True, environ=parent) == {"PATH": "/bin"}
+    assert threads.environment(rule=False, environ=parent) == {
+        "PATH": "/bin",
+        threads.OFF_SWITCH: "off",
+    }

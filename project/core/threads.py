@@ -116,6 +116,20 @@ def apply(processes: int | None = None, environ=os.environ) -> str:
     return environ[MARK]
 
 
+# Every variable the rule writes or reads: a process started without them runs as torch would.
+RULE_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", MARK, OFF_SWITCH)
+
+
+def environment(rule: bool, environ=os.environ) -> dict[str, str]:
+    """A copy of ``environ`` for a child process: under the rule (applied afresh there), or with
+    torch's defaults (``rule=False``: the rule switched off), as a foreign torch program runs.
+    The benchmarks and tests that compare both ways start their processes with it."""
+    env = {key: value for key, value in environ.items() if key not in RULE_VARIABLES}
+    if not rule:
+        env[OFF_SWITCH] = "off"
+    return env
+
+
 def describe(environ=os.environ) -> str:
     """One line saying what the rule chose in this process, or "" when it chose nothing."""
     chosen = environ.get(MARK, "")
