@@ -30,7 +30,7 @@ from project.sweep.checks import probe_rounds
 from project.sweep.cli import main
 from project.sweep.report import history_figure, nested, write_plots
 from project.sweep.space import load_sweep, make_sampler
-from project.sweep.study import Stop, shares
+from project.sweep.study import Stop, open_storage, shares
 
 from .helpers import CNN_CONFIG, REPO, kill_group, only_line, tail, wait_for, wait_for_exit
 
@@ -60,8 +60,10 @@ def sweep_args(digits_root, folder: Path, sweep: str, trials: int, workers: int 
 
 
 def study_trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
-    url = f"sqlite:///{folder / 'study.db'}"
-    return optuna.load_study(study_name="sweep", storage=url).get_trials(deepcopy=False)
+    # The sweep's own storage opening (project/sweep/study.py): SQLite waits up to 60 s for a
+    # worker's write lock instead of failing with "database is locked" after 5 s.
+    storage = open_storage(f"sqlite:///{folder / 'study.db'}")
+    return optuna.load_study(study_name="sweep", storage=storage).get_trials(deepcopy=False)
 
 
 def rows(folder: Path) -> list[dict]:
@@ -246,7 +248,9 @@ def test_a_killed_worker_then_ctrl_c_on_two_workers_then_the_same_command_finish
     # best.yaml runs as one more --config and sets the best trial's values.
     from project.lit.cli import main as lightning_main
 
-    best = optuna.load_study(study_name="sweep", storage=f"sqlite:///{folder / 'study.db'}")
+    best = optuna.load_study(
+        study_name="sweep", storage=open_storage(f"sqlite:///{folder / 'study.db'}")
+    )
     best_yaml = str(folder / "best.yaml")
     cli = lightning_main(
         ["--config", CNN_CONFIG, "--config", best_yaml, f"--data.root={digits_root}"], run=False
