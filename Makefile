@@ -37,13 +37,13 @@ LINT_PATHS := project tests benchmarks $(wildcard lessons exercises)
 # The full suite, as CI runs it (.ci/run): ruff (lint, McCabe complexity <= 15), then every test.
 test: install
 	$(PY) -m ruff check $(LINT_PATHS)
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n auto --dist loadfile --durations=25
 
 # The edit-run cycle: ruff and the tests not marked slow (77 s on the 2-core dev VM, idle, before
 # tests/test_docs.py, which took 25-30 s more on that VM while it was shared, 2026-12-02).
 test-fast: install
 	$(PY) -m ruff check $(LINT_PATHS)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n auto --dist loadfile -m "not slow"
 
 # The full suite beside 2 processes of torch training steps with torch's default threads
 # (tests/cpu_hog.py --kind torch: another training, as a foreign program runs it): shows the waits

@@ -49,6 +49,7 @@ BENCHMARKS = [
     "serving",
     "busy_machine",
     "streaming",
+    "workshop_steps",
 ]
 
 

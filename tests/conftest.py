@@ -5,13 +5,33 @@ Helpers that are not fixtures (quick_args, save_image, waits, ...) are in tests/
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from project.data.digits import write_digits
+# `make test` runs the suite in workers (pytest -n auto, pytest-xdist). The workers share the
+# cores as the ranks of one DDP run do, so each gets its share of CPU threads, set here before
+# anything imports the project (whose CPU thread rule leaves a user's OMP_NUM_THREADS alone) or
+# torch; the processes a test starts inherit it. One worker, or plain pytest: nothing changes.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (_CPUS or 1) // _WORKERS))
 
-from .helpers import quick_args, transfer_target_args, write_glyph_target
+from project.data.digits import write_digits  # noqa: E402  (after the threads are set)
+
+from .helpers import quick_args, transfer_target_args, write_glyph_target  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n`` (make test): the files with the most tests that train for real
+    (marked slow) first, so that the workers end on quick files together rather than one
+    waiting while the other trains. A stable sort: each file's tests keep their order."""
+    if _WORKERS > 1:
+        slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+        items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture(scope="session")
