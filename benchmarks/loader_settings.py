@@ -206,10 +206,13 @@ def main(args: list[str] | None = None) -> dict:
     print(f"\nadvice for this machine ({os.cpu_count()} cores), these images and this model:")
     print(
         f"- num_workers={workers}, batch_size={batch}: "
-        f"{statistics.median(training[batch, workers]):.0f} images/s of training, within "
-        f"{1 - NEAR_BEST:.0%} of the fastest setting measured with the fewest workers and the "
-        "smallest batch (more workers take cores and memory; a larger batch changes the "
-        "optimization too: scale the LR with it and judge the accuracy with a run)"
+        f"{statistics.median(training[batch, workers]):.0f} images/s of training. The rule: "
+        f"the fewest workers, then the smallest batch size, that still train within "
+        f"{1 - NEAR_BEST:.0%} of the fastest setting measured "
+        f"({max(statistics.median(v) for v in training.values()):.0f} images/s)"
+        f"{'; each smaller batch fell short of that' if batch > min(options.batch_sizes) else ''}"
+        ". More workers take cores and memory; a larger batch changes the optimization too: "
+        "scale the LR with it and judge the accuracy with a run"
     )
     bottleneck = statistics.median(loader[batch, workers]) < statistics.median(model_rates[batch])
     if bottleneck:

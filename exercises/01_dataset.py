@@ -9,8 +9,8 @@ folders and files, a text file beside the class folders and one inside) and runs
 listing folders in reverse order (your filesystem may list them sorted, another machine's will
 not); each failing line names the mistake and where to look. When every check passes, compare
 with exercises/solutions/01_dataset.py and with the project's version: ``ImageDataset`` in
-project/data/datasets.py, ``load_image`` in project/data/images.py, ``ImageDataModule._loader`` in
-project/lit/datamodule.py.
+project/data/datasets.py, ``load_image`` in project/data/images.py, ``ImageData._loader`` in
+project/data/pipeline.py.
 
 Hints
 - Find the classes with ``os.scandir(root)`` / ``os.listdir(root)`` (sub-folders only), and the

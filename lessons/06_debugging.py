@@ -1,17 +1,19 @@
 # %% [markdown]
 # # Lesson 6: debugging a model
 #
-# Reflection phase. `python lessons/06_debugging.py` (about ten seconds on a laptop CPU), or open
-# it as a notebook. Six tools for the questions a broken run raises, each shown on a real bug and
-# asserted: what shape is every layer's output (forward hooks); can the model learn at all
-# (overfit one batch); which operation made the NaN (`torch.autograd.detect_anomaly`); what
-# inference costs in memory (`no_grad`, `inference_mode`); where the time goes
-# (`torch.profiler`); and how to read a Lightning stack trace.
+# Reflection phase. `python lessons/06_debugging.py` (5.3 s on the idle 2-core dev VM, 7.4 s beside
+# one CPU hog: WORKSHOP.md's timing table), or open it as a notebook. Six tools for the questions
+# a broken run raises, each shown on a real bug and asserted: what shape is every layer's output
+# (forward hooks); can the model learn at all (overfit one batch); which operation made the NaN
+# (`torch.autograd.detect_anomaly`); what inference costs in memory (`no_grad`,
+# `inference_mode`); where the time goes (`torch.profiler`); and how to read a Lightning stack
+# trace.
 
 # %%
 import project  # noqa: F401  first: its CPU thread rule must be set before torch loads
 
 # isort: split
+import os
 import time
 import traceback
 import warnings
@@ -186,7 +188,9 @@ except RuntimeError as error:
 # The model is fast and the GPU waits: the data is the bottleneck. Here each image is kept at
 # 512x512 and resized to 16x16 in `__getitem__` at every epoch, the mistake of resizing on the fly
 # what could be resized once. `record_function` labels the two parts; the profiler's table of
-# top operations shows where the time goes.
+# top operations shows where the time goes. On a machine without a GPU the profiler may first log
+# `gpuGetDeviceCount failed` and a few `USDT` lines: it looked for a GPU to trace and found none.
+# Nothing to fix; the CPU table below is complete.
 
 # %%
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
@@ -283,7 +287,8 @@ theirs = [f for f in frames if "lightning" in f.filename]
 print(f"{len(frames)} frames: {len(theirs)} in Lightning, {len(ours)} in our files; the last line:")
 print("  ", last_line)
 for frame in ours:
-    print(f"  ours: {frame.name}, line {frame.lineno}: {frame.line}")
+    where = f"{os.path.relpath(frame.filename)}, line {frame.lineno}, in {frame.name}"
+    print(f"  ours: {where}: {frame.line}")
 assert "mat1 and mat2 shapes cannot be multiplied (16x128 and 64x10)" in last_line
 assert len(theirs) > 10  # the loop's frames come first ...
 # ... then ours: training_step called SmallCNN.forward (project/models/cnn.py), whose head failed

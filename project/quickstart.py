@@ -49,7 +49,10 @@ def fit_then_test(args: list[str]) -> dict[str, float]:
 if __name__ == "__main__":
     with paused_for_imports():  # torch, Lightning, ...: about 0.9 s less (project/core/gc_pause.py)
         import project.lit.cli  # noqa: F401  (fit_then_test's import then finds it loaded)
+    # The options go to the CLI as its args; left in sys.argv too, Lightning would warn that it
+    # got both (a warning meant for scripts that mix the two by mistake).
+    options, sys.argv[1:] = sys.argv[1:], []
     try:
-        fit_then_test(sys.argv[1:])
+        fit_then_test(options)
     finally:  # a command line's exit: about 1 s less (project/core/gc_pause.py)
         skip_collection_at_exit()

@@ -24,14 +24,36 @@ from project.data.digits import write_digits  # noqa: E402  (after the threads a
 
 from .helpers import quick_args, transfer_target_args, write_glyph_target  # noqa: E402
 
+# Seconds each test file took in the last run (pytest's cache folder, .pytest_cache/): the
+# order the workers take the files in. Longest first, so that no worker starts a long file while
+# the other has run out of work; without a record (a fresh clone) the files with the most tests
+# that train for real (marked slow) go first.
+FILE_SECONDS = "project/file_seconds"
+_seconds: Counter = Counter()
+
 
 def pytest_collection_modifyitems(config, items):
-    """Under ``pytest -n`` (make test): the files with the most tests that train for real
-    (marked slow) first, so that the workers end on quick files together rather than one
-    waiting while the other trains. A stable sort: each file's tests keep their order."""
+    """Under ``pytest -n`` (make test): the longest files first. A stable sort: each file's
+    tests keep their order."""
     if _WORKERS > 1:
+        cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+        known = cache.get(FILE_SECONDS, {}) if cache else {}
         slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-        items.sort(key=lambda item: -slow[item.path])
+        items.sort(key=lambda item: (-known.get(item.nodeid.split("::")[0], 0), -slow[item.path]))
+
+
+def pytest_runtest_logreport(report):
+    _seconds[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_sessionfinish(session):
+    """The whole suite's run (not a worker's share, not a run of a few tests) records its
+    files' seconds."""
+    config = session.config
+    whole_run = session.testscollected >= 1000 and hasattr(config, "cache")
+    if hasattr(config, "workerinput") or not whole_run:
+        return
+    config.cache.set(FILE_SECONDS, {**config.cache.get(FILE_SECONDS, {}), **_seconds})
 
 
 @pytest.fixture(scope="session")

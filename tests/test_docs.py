@@ -601,13 +601,42 @@ def test_names_are_in_the_file_named(where: str, claim: tuple[str, str]) -> None
     if not found and _exists(doc, file):
         return  # a file made at run time
     assert found, f"{where}: {file} does not exist"
-    source = found[0].read_text(encoding="utf-8")
+    assert defines(found[0], name), f"{where}: {file} defines no {name} (moved?)"
+
+
+def defines(file: Path, name: str) -> bool:
+    """``file`` defines ``name``, imports it (an alias left behind when it moved) or sets it as
+    an attribute in __init__."""
     defined = (
         rf"^\s*(?:async )?def {name}\b|^\s*class {name}\b|^\s*{name}\s*[:=]"  # defined here
         rf"|^(?:from|import) .*\b{name}\b|^\s+{name},?\s*(?:#.*)?$"  # imported (an alias)
         rf"|^\s*self\.{name}\s*[:=]"  # an attribute set in __init__
     )
-    assert re.search(defined, source, re.M), f"{where}: {file} defines no {name} (moved?)"
+    return re.search(defined, file.read_text(encoding="utf-8"), re.M) is not None
+
+
+# The same in the workshop's own files, whose docstrings send a learner to the project's code:
+# "``ImageData._loader`` in project/data/pipeline.py" names a file that has ImageData and _loader.
+NAME_IN_PROJECT_FILE = re.compile(r"``([\w.]+?)(?:\(\))?`` in\s+(project/[\w/]+\.py)")
+
+
+def workshop_names_params() -> list:
+    chosen = []
+    for path in sorted([*ROOT.glob("lessons/*.py"), *ROOT.glob("exercises/**/*.py")]):
+        text = path.read_text(encoding="utf-8")
+        for match in NAME_IN_PROJECT_FILE.finditer(text):
+            where = f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+            claim = (match.group(1), match.group(2))
+            chosen.append(pytest.param(where, claim, id=f"{where}:{claim[0]} in {claim[1]}"))
+    return chosen
+
+
+@pytest.mark.parametrize("where, claim", workshop_names_params())
+def test_the_workshops_files_point_at_code_that_exists(where: str, claim: tuple[str, str]) -> None:
+    dotted, file = claim
+    assert (ROOT / file).is_file(), f"{where}: {file} does not exist"
+    for name in dotted.split("."):
+        assert defines(ROOT / file, name), f"{where}: {file} defines no {name} (moved?)"
 
 
 # ---------------------------------------------------------------------------------------------

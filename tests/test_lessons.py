@@ -22,6 +22,14 @@ from .helpers import run_command
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 SLOW = {"04_minimal_loop.py", "05_lightning.py", "06_debugging.py", "07_optimize.py"}  # seconds
+# Lines a learner cannot act on, which the project keeps out of what it prints (Lightning's
+# advert and a deprecation meant for Lightning: project/lit/quiet.py; onnxruntime's advice to
+# pre-process, given after it did: project/deploy/onnx_int8.py): no lesson prints them.
+NOT_FOR_LEARNERS = (
+    "Tip: For seamless cloud logging",
+    "LeafSpec",
+    "Please consider to run pre-processing before quantization",
+)
 
 
 def run_lesson(path: Path) -> subprocess.CompletedProcess:
@@ -68,6 +76,8 @@ def test_lesson_runs_and_every_assertion_holds(lesson, lesson_runs):
     assert run.returncode == 0, f"{lesson} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     number = int(lesson[:2])
     assert f"lesson {number}: every assertion held" in run.stdout
+    printed = run.stdout + run.stderr
+    assert not [line for line in NOT_FOR_LEARNERS if line in printed], printed[-4000:]
 
 
 @pytest.mark.parametrize("lesson", [p.name for p in LESSONS], ids=[p.stem for p in LESSONS])

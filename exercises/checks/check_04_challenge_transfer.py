@@ -365,7 +365,11 @@ def _tensors(value, prefix=""):
 def reaches_85_percent(exercise) -> None:
     """the real run reaches more than 85% validation accuracy on the offline challenge data"""
     for needed in (CHALLENGE_WEIGHTS, CHALLENGE_DATA):
-        require(needed.exists(), f"{needed} is missing: run `make challenge-data` once (~3 min)")
+        require(
+            needed.exists(),
+            f"{needed} is missing: run `make challenge-data` once (minutes: if one is running "
+            "already, wait for it; a second beside it only slows both)",
+        )
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)  # a real training run: every core
     try:

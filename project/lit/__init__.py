@@ -10,4 +10,11 @@
 Every module of the package that imports Lightning lives here, or is a command of deploy/
 or sweep/ that starts a Lightning run on purpose (tests/test_boundary.py).
 Not named ``lightning``: that would shadow the library itself.
+
+Importing any module of the package installs quiet.py's two filters first, so a script of
+one's own that uses the twin (lessons/05_lightning.py) prints no more than ``python -m project``.
 """
+
+from project.lit.quiet import install as _quiet_lightning
+
+_quiet_lightning()

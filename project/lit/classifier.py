@@ -219,7 +219,7 @@ class ClassifierModule(LightningModule):
             return  # no training batch in this epoch
         # Over every process's images: the sums, then one division (the manual loop's values).
         correct, seen = self.trainer.strategy.reduce(self.train_counts, reduce_op="sum").tolist()
-        self.log("train/acc", correct / max(seen, 1))
+        self.log("train/acc", correct / max(seen, 1), prog_bar=True)  # beside val/acc
         if self.train_loss_sum is not None:
             loss_sum = self.trainer.strategy.reduce(self.train_loss_sum, reduce_op="sum").item()
             self.log("train/loss_epoch", loss_sum / max(seen, 1))

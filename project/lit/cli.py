@@ -38,7 +38,6 @@ from project.core.precision import resolve_precision
 from project.lit.callbacks import ThrottledProgressBar
 from project.lit.classifier import ClassifierModule
 from project.lit.datamodule import ImageDataModule
-from project.lit.quiet import install as quiet_lightning
 from project.runs.checkpoints import (
     load_checkpoint,
     model_arguments,
@@ -46,8 +45,6 @@ from project.runs.checkpoints import (
     save_atomic,
 )
 from project.runs.folders import lightning_run_folders
-
-quiet_lightning()  # the litlogger advert and a deprecation meant for Lightning (lit/quiet.py)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

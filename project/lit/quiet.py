@@ -1,6 +1,7 @@
 """What Lightning prints that a learner cannot act on, filtered at the narrowest place.
 
-Imported by project/lit/cli.py, so every command that runs Lightning's Trainer has it. Two lines:
+Installed by project/lit/__init__.py, so every command and script that uses the Lightning twin
+has it (python -m project, lessons/05_lightning.py). Two lines:
 
 - The litlogger advert (``💡 Tip: For seamless cloud logging ... Lightning Experiments
   platform``), printed by every ``Trainer`` whose loggers hold no LitLogger

@@ -49,9 +49,11 @@ class EarlyStopping:
         self.wait += 1
         return self.wait >= rule.patience
 
-    def reason(self) -> str:
+    def reason(self, last_epoch: bool = False) -> str:
+        """Why fit stopped; ``last_epoch``: the stop came at max_epochs' last epoch anyway."""
         rule = self.settings
-        return f"early stopping: no {rule.monitor} improvement in {rule.patience} epochs"
+        why = f"early stopping: no {rule.monitor} improvement in {rule.patience} epochs"
+        return why + (", at the last of max_epochs anyway" if last_epoch else "")
 
     def state_dict(self) -> dict:
         return {"stop_best": self.best, "stop_wait": self.wait}

@@ -289,7 +289,7 @@ def fit(
             # last.ckpt after every epoch, validated or not (Lightning: save_on_train_epoch_end)
             latest.update(metrics, state.epoch - 1, state.global_step, state.save)
             if should_stop:
-                stop_reason = stopping.reason()
+                stop_reason = stopping.reason(last_epoch=state.epoch == settings.max_epochs)
                 break
         log.finish(state.history.epochs, state.global_step - 1)
         log.say(f"stopped after epoch {state.epoch - 1} ({stop_reason}); best {best.best_path}")

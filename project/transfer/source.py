@@ -31,6 +31,13 @@ def train_source(root: Path, weights_file: Path, extra: list[str] | None = None)
     """Train on the letters under ``root``; save the backbone to ``weights_file``; val/acc."""
     from project.lit.cli import main  # Lightning is imported only when a source must be trained
 
+    # The longest step of the workshop (WORKSHOP.md's timing table: minutes, far more on a busy
+    # laptop): say so first, and keep Lightning's progress bar, so it never looks hung.
+    print(
+        f"training the letters backbone ({root / 'letters'}): one progress bar per epoch; "
+        "minutes on a laptop, longer while it runs other work (WORKSHOP.md)",
+        flush=True,
+    )
     cli = main(
         [
             "fit",
@@ -39,7 +46,7 @@ def train_source(root: Path, weights_file: Path, extra: list[str] | None = None)
             "--config",
             str(CONFIGS / "transfer" / "source.yaml"),
             f"--data.root={root / 'letters'}",
-            *QUIET,
+            "--trainer.enable_model_summary=false",
             *(extra or []),
         ]
     )
@@ -62,5 +69,6 @@ def prepare(root: Path = GLYPHS_ROOT, extra: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    path = prepare(extra=sys.argv[1:])
+    extra, sys.argv[1:] = sys.argv[1:], []  # to the CLI as args only (else Lightning warns)
+    path = prepare(extra=extra)
     print(f"ready: {path} and {GLYPHS_ROOT / 'digits' / f'k{CHALLENGE_K}_seed{CHALLENGE_SEED}'}")
