@@ -26,7 +26,13 @@ def clean_environment(**extra) -> dict[str, str]:
     return {**env, **extra}
 
 
-def test_the_rule_sets_a_short_spin_and_leaves_the_thread_count_to_torch_when_equal():
+@pytest.fixture
+def idle(monkeypatch):
+    """The machine as the rule sees it: nothing else running (the suite's other worker is)."""
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 0)
+
+
+def test_the_rule_sets_a_short_spin_and_leaves_the_thread_count_to_torch_when_equal(idle):
     env = {}
     chosen = threads.apply(environ=env)
     assert env["GOMP_SPINCOUNT"] == str(threads.SPIN_COUNT) and env["KMP_BLOCKTIME"] == "0"
@@ -42,7 +48,7 @@ def test_a_wait_setting_of_the_users_own_wins(name):
     assert "GOMP_SPINCOUNT" not in env or name == "GOMP_SPINCOUNT"
 
 
-def test_the_users_thread_count_wins_and_processes_share_the_cpus(monkeypatch):
+def test_the_users_thread_count_wins_and_processes_share_the_cpus(idle, monkeypatch):
     env = {"OMP_NUM_THREADS": "7", "LOCAL_WORLD_SIZE": "2"}
     threads.apply(environ=env)
     assert env["OMP_NUM_THREADS"] == "7"
@@ -54,6 +60,38 @@ def test_the_users_thread_count_wins_and_processes_share_the_cpus(monkeypatch):
     env = {}
     threads.apply(processes=16, environ=env)
     assert env["OMP_NUM_THREADS"] == "1"  # never 0
+
+
+def test_cpus_busy_with_other_work_are_left_to_it(tmp_path, monkeypatch):
+    """Runnable tasks in /proc/loadavg's 4th field, this process's own one not counted: a
+    program that keeps one of 8 CPUs busy leaves the run 7 threads, four such leave 4."""
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr(threads, "torch_default_threads", lambda: 8)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.00 0.50 0.20 2/300 4242\n")  # this process and one other
+    assert threads.busy_cpus(samples=3, interval=0, loadavg=loadavg) == 1
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 4)
+    env = {}
+    assert "4 CPU thread(s) (torch would take 8; 4 of 8 CPUs busy" in threads.apply(environ=env)
+    assert env["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 12)  # more work than CPUs: one thread
+    env = {}
+    threads.apply(environ=env)
+    assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_busy_count_is_scaled_to_the_affinity_mask_and_off_under_a_quota(tmp_path, monkeypatch):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("9.00 9.00 9.00 9/300 4242\n")  # 8 others on a 16-CPU machine
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr(threads, "torch_default_threads", lambda: 4)  # this process: 4 of them
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 16)
+    assert threads.busy_cpus(samples=1, interval=0, loadavg=loadavg) == 2  # 8 x 4/16
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: 2.0)  # a container's own share
+    assert threads.busy_cpus(samples=1, interval=0, loadavg=loadavg) == 0
+    assert threads.busy_cpus(samples=1, interval=0, loadavg=tmp_path / "absent") == 0
 
 
 def test_the_off_switch_and_a_parents_choice():

@@ -18,10 +18,14 @@ The rule (``apply()``), unless the user chose:
   (no spinning at all), which cost 18% on an idle machine: a short spin keeps back-to-back
   regions fast and gives the core away when a wait is long, which is when someone else needs it.
 - **threads**: the CPUs this process may use (``os.sched_getaffinity``, capped by a cgroup CPU
-  quota such as ``docker --cpus 2``, which torch's default ignores) divided among the processes
-  of one run on this machine (``LOCAL_WORLD_SIZE``, set by torchrun; Lightning's own DDP launcher
-  divides by its process count itself when ``OMP_NUM_THREADS`` is unset, so the rule leaves the
-  variable unset when its count equals torch's default).
+  quota such as ``docker --cpus 2``, which torch's default ignores), less the CPUs other work
+  keeps busy when the command starts (``busy_cpus``: the kernel's count of runnable tasks), divided
+  among the processes of one run on this machine (``LOCAL_WORLD_SIZE``, set by torchrun;
+  Lightning's own DDP launcher divides by its process count itself when ``OMP_NUM_THREADS`` is
+  unset, so the rule leaves the variable unset when its count equals torch's default). A thread
+  that shares its core with another program runs half the time, and every parallel region waits
+  for it: beside one pure-Python hog on the 2-core dev VM a 3-epoch digits fit took 6.3 s with 2
+  threads and 3.5 s with 1 (3.5 s either way idle; docs/performance.md).
 
 The user always wins: ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME`` set in the
 environment keep the rule's wait policy away; ``OMP_NUM_THREADS`` keeps its thread count away
@@ -39,6 +43,7 @@ environment the rule wrote, so the rule holds in every process of a run.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 # Iterations an idle libgomp thread spins before it sleeps. libgomp's default is 300,000 (about
@@ -78,6 +83,28 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
+def busy_cpus(samples: int = 5, interval: float = 0.002, loadavg: Path = Path("/proc/loadavg")):
+    """CPUs that other work keeps busy right now, of those this process may use: the tasks
+    running or ready to run (``/proc/loadavg``'s 4th field, which counts this process too), the
+    median of a few samples a few milliseconds apart, so a spinning program counts and a brief
+    wake-up or an idle browser does not. Where the affinity mask holds part of the machine, the
+    count is scaled to that part; under a cgroup CPU quota (a container's own share) and where
+    /proc is absent (macOS, Windows) it is 0: no reduction."""
+    if cgroup_cpu_limit() is not None:
+        return 0
+    counts = []
+    for sample in range(samples):
+        try:
+            counts.append(int(loadavg.read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0
+        if sample < samples - 1:
+            time.sleep(interval)
+    others = sorted(counts)[len(counts) // 2]
+    share = torch_default_threads() / (os.cpu_count() or torch_default_threads())
+    return max(0, round(others * share))
+
+
 def processes_on_this_machine(environ=os.environ) -> int:
     """Processes of one run sharing this machine's CPUs: torchrun's LOCAL_WORLD_SIZE, else 1."""
     try:
@@ -108,10 +135,14 @@ def apply(processes: int | None = None, environ=os.environ) -> str:
         environ["KMP_BLOCKTIME"] = "0"
         chosen.append(f"idle OpenMP threads sleep after {SPIN_COUNT:,} spins, not 300,000")
     if "OMP_NUM_THREADS" not in environ:
-        count = max(1, usable_cpus() // (processes or processes_on_this_machine(environ)))
+        usable, busy = usable_cpus(), busy_cpus()
+        free = max(1, usable - busy)
+        count = max(1, free // (processes or processes_on_this_machine(environ)))
         if count != torch_default_threads():
             environ["OMP_NUM_THREADS"] = str(count)
-            chosen.append(f"{count} CPU thread(s) (torch would take {torch_default_threads()})")
+            why = f"; {min(busy, usable)} of {usable} CPUs busy with other work" if busy else ""
+            default = torch_default_threads()
+            chosen.append(f"{count} CPU thread(s) (torch would take {default}{why})")
     environ[MARK] = "; ".join(chosen)
     return environ[MARK]
 
