@@ -255,6 +255,8 @@ assert resizes(fixed) == 0  # the epoch only reads the small images
 # %%
 import lightning as L  # noqa: E402
 
+import project.lit  # noqa: E402, F401  its quiet.py filters Lightning's advert (a learner cannot act on it)
+
 
 class Broken(L.LightningModule):
     def __init__(self):

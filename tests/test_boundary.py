@@ -48,6 +48,8 @@ def all_modules() -> list[str]:
 
 def folder_of(name: str) -> str:
     parts = name.split(".")[1:]
+    if len(parts) == 1 and (REPO / "project" / parts[0]).is_dir():
+        return parts[0]  # a folder's own __init__.py is in that folder
     return parts[0] if len(parts) > 1 else ""
 
 

@@ -24,7 +24,7 @@ LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 SLOW = {"04_minimal_loop.py", "05_lightning.py", "06_debugging.py", "07_optimize.py"}  # seconds
 # Lines a learner cannot act on, which the project keeps out of what it prints (Lightning's
 # advert and a deprecation meant for Lightning: project/lit/quiet.py; onnxruntime's advice to
-# pre-process, given after it did: project/deploy/onnx_int8.py): no lesson prints them.
+# pre-process a model before quantizing it: lesson 7 does, as project/deploy/onnx_int8.py does).
 NOT_FOR_LEARNERS = (
     "Tip: For seamless cloud logging",
     "LeafSpec",

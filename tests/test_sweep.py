@@ -118,7 +118,8 @@ def pid_of(trial) -> int:
 
 def stop_during_a_trial(args, folder, logs: Path, signal_number, worker="", group=False):
     """Start the sweep, wait until a trial runs (of ``worker``), send it ``signal_number`` while
-    that trial is RUNNING (frozen by SIGSTOP meanwhile); its exit status, stderr and the trial."""
+    that trial is RUNNING in its first epoch (frozen by SIGSTOP meanwhile); its exit status,
+    stderr and the trial."""
     logs.mkdir()
     out, err = logs / "out.log", logs / "err.log"
     command = [sys.executable, "-u", "-m", "project", "sweep", *args, "--heartbeat", "1"]
@@ -134,7 +135,12 @@ def stop_during_a_trial(args, folder, logs: Path, signal_number, worker="", grou
             pid = process.pid if group else pid_of(target)
             send = os.killpg if group else os.kill
             send(pid, signal.SIGSTOP)  # now the trial cannot end before the signal lands
-            if any(t.number == target.number for t in running(folder, process.pid, worker)):
+            # Still in its first epoch (nothing reported): a stop "after the step" cannot let it
+            # finish (a trial in its last validation would complete instead: a make test flake).
+            if any(
+                t.number == target.number and not t.intermediate_values
+                for t in running(folder, process.pid, worker)
+            ):
                 break
             send(pid, signal.SIGCONT)  # it ended in between: wait for the next one
         send(pid, signal_number)

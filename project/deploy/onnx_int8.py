@@ -10,9 +10,7 @@ products as int8 kernels.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -34,27 +32,6 @@ class ImagesReader:
         return None if batch is None else {"images": batch}
 
 
-PREPROCESSING_ADVICE = "Please consider to run pre-processing before quantization"
-
-
-@contextlib.contextmanager
-def without_preprocessing_advice():
-    """onnxruntime's quantize_static logs PREPROCESSING_ADVICE on the root logger although
-    quant_pre_process ran just before: advice a reader cannot act on (lesson 7 printed it
-    twice), dropped for this call only; every other message stays."""
-
-    class DropAdvice(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return PREPROCESSING_ADVICE not in record.getMessage()
-
-    root, advice = logging.getLogger(), DropAdvice()
-    root.addFilter(advice)
-    try:
-        yield
-    finally:
-        root.removeFilter(advice)
-
-
 def quantize_onnx(fp32_path: Path, calibration: torch.Tensor, settings: dict, output: Path) -> Path:
     """Write the int8 QDQ model of ``fp32_path`` to ``output`` with ``settings`` as metadata."""
     import onnx
@@ -63,7 +40,7 @@ def quantize_onnx(fp32_path: Path, calibration: torch.Tensor, settings: dict, ou
 
     prepared = fp32_path.with_name(fp32_path.stem + ".prep.onnx")
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-    with atomic_path(output) as temporary, without_preprocessing_advice():
+    with atomic_path(output) as temporary:
         quantize_static(
             str(prepared),
             str(temporary),
