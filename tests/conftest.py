@@ -6,6 +6,7 @@ Helpers that are not fixtures (quick_args, save_image, waits, ...) are in tests/
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -54,6 +55,23 @@ def pytest_sessionfinish(session):
     if hasattr(config, "workerinput") or not whole_run:
         return
     config.cache.set(FILE_SECONDS, {**config.cache.get(FILE_SECONDS, {}), **_seconds})
+
+
+@pytest.fixture(autouse=True)
+def torch_settings_restored():
+    """What a test's in-process run sets for the whole process is given back after it: a sweep
+    worker or a server run in-process calls torch.set_num_threads, a deterministic run turns on
+    deterministic algorithms. Left set, a later test's in-process fit ran with 2 threads while
+    the subprocesses it is compared with ran with 1, and their weights differed (make test with
+    2 workers, 2026-12-05)."""
+    torch = sys.modules.get("torch")  # not imported by this test's file: nothing to restore
+    if torch is None:
+        yield
+        return
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.fixture(scope="session")

@@ -187,3 +187,14 @@ def test_a_child_environment_either_way():
         "PATH": "/bin",
         threads.OFF_SWITCH: "off",
     }
+
+
+def test_a_sweeps_workers_share_the_users_or_the_rules_thread_count(monkeypatch):
+    """Before, a sweep gave each worker os.cpu_count() // workers threads whatever the user set."""
+    from project.sweep.cli import cpus_for_the_workers
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpus_for_the_workers() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 5)
+    assert cpus_for_the_workers() == 5

@@ -23,7 +23,16 @@ import os
 import sys
 from pathlib import Path
 
+from project.core import threads as cpu_threads
 from project.core.errors import InputError, exit_on_error
+
+
+def cpus_for_the_workers() -> int:
+    """The CPU threads this sweep may use in all, shared by its workers: the user's or the CPU
+    thread rule's ``OMP_NUM_THREADS`` (project/core/threads.py) where set, else the CPUs this
+    process may use (affinity, cgroup quota)."""
+    chosen = os.environ.get("OMP_NUM_THREADS", "").split(",")[0]
+    return int(chosen) if chosen.isdigit() and int(chosen) > 0 else cpu_threads.usable_cpus()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +146,7 @@ def main(args: list[str] | None = None) -> int:
             ended = []
             if count and not stop.signal:
                 plan = shares(count, options.workers)
-                threads = max(1, (os.cpu_count() or 1) // len(plan))
+                threads = max(1, cpus_for_the_workers() // len(plan))
                 jobs = [
                     Job(options.sweep, url, name, n, tuple(config_args), str(folder),
                         options.seed + i, threads, options.heartbeat)
