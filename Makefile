@@ -34,7 +34,9 @@ compare: install
 # What ruff checks: the package, tests, benchmarks and the workshop folders that exist.
 LINT_PATHS := project tests benchmarks $(wildcard lessons exercises)
 
-# The full suite, as CI runs it (.ci/run): ruff (lint, McCabe complexity <= 15), then every test.
+# The full suite, as CI runs it (.ci/run): ruff (lint, McCabe complexity <= 15), then every test,
+# one pytest-xdist worker per core, each test file on one worker, the longest files first
+# (tests/conftest.py: each worker's share of CPU threads; benchmarks/README.md: 5 min 35 s here).
 test: install
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m pytest -n auto --dist loadfile --durations=25
