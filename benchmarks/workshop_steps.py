@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import table
+from project.core import threads
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = {
@@ -62,8 +63,9 @@ def run_step(step: str, copy: Path) -> float:
     """Wall seconds of one fresh process of ``step`` in ``copy``; fails loudly with its output."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, *STEPS[step]], cwd=copy, capture_output=True, text=True, timeout=7200
-    )
+        [sys.executable, *STEPS[step]], cwd=copy, capture_output=True, text=True, timeout=7200,
+        env=threads.environment(rule=True),  # the rule chosen afresh, as a learner's command does
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{step} failed (exit {result.returncode}):\n{result.stdout[-3000:]}"

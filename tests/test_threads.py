@@ -198,3 +198,20 @@ def test_a_sweeps_workers_share_the_users_or_the_rules_thread_count(monkeypatch)
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(threads, "usable_cpus", lambda: 5)
     assert cpus_for_the_workers() == 5
+
+
+def test_a_childs_environment_drops_the_rules_thread_count_not_the_users(idle, monkeypatch):
+    """A benchmark starts each command as a user would: the rule chosen afresh there (the
+    machine may be busier or idler than when this process started), the user's count kept."""
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 1)
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(threads, "torch_default_threads", lambda: 2)
+    parent = {}
+    threads.apply(environ=parent)
+    assert parent["OMP_NUM_THREADS"] == "1" and "OMP_NUM_THREADS" not in threads.environment(
+        rule=True, environ=parent
+    )
+    users = {"OMP_NUM_THREADS": "1"}
+    threads.apply(environ=users)
+    assert threads.environment(rule=True, environ=users)["OMP_NUM_THREADS"] == "1"
+    assert threads.thread_count(users) == 1

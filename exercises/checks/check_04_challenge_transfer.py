@@ -22,7 +22,6 @@ The challenge's criteria, each checked on what the learner's functions do:
 
 from __future__ import annotations
 
-import os
 import pickle
 import tempfile
 import warnings
@@ -34,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import ResNet, resnet18
 
 from exercises.checks import Mistake, mean_loss, needs, plural, require
+from project.core import threads as cpu_threads
 
 SLOW = True  # the last check trains for real (about 20 s)
 KNOWN = 0.0123  # every conv1 weight in the checker's weights file
@@ -371,7 +371,9 @@ def reaches_85_percent(exercise) -> None:
             "already, wait for it; a second beside it only slows both)",
         )
     threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)  # a real training run: every core
+    # A real training run: the threads the project's CPU thread rule gives this process (every
+    # core on an idle machine, fewer beside other work: project/core/threads.py).
+    torch.set_num_threads(cpu_threads.thread_count())
     try:
         with tempfile.TemporaryDirectory() as folder:
             best = exercise.run_challenge(

@@ -52,6 +52,7 @@ from pathlib import Path
 SPIN_COUNT = 10_000
 OFF_SWITCH = "IMAGE_CLASSIFIER_THREADS"  # =off: the rule does nothing
 MARK = "IMAGE_CLASSIFIER_THREADS_RULE"  # what the rule chose, for describe() and child processes
+COUNT_MARK = "IMAGE_CLASSIFIER_THREADS_COUNT"  # OMP_NUM_THREADS is the rule's, not the user's
 USER_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
@@ -139,7 +140,7 @@ def apply(processes: int | None = None, environ=os.environ) -> str:
         free = max(1, usable - busy)
         count = max(1, free // (processes or processes_on_this_machine(environ)))
         if count != torch_default_threads():
-            environ["OMP_NUM_THREADS"] = str(count)
+            environ["OMP_NUM_THREADS"] = environ[COUNT_MARK] = str(count)
             why = f"; {min(busy, usable)} of {usable} CPUs busy with other work" if busy else ""
             default = torch_default_threads()
             chosen.append(f"{count} CPU thread(s) (torch would take {default}{why})")
@@ -148,7 +149,7 @@ def apply(processes: int | None = None, environ=os.environ) -> str:
 
 
 # Every variable the rule writes or reads: a process started without them runs as torch would.
-RULE_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", MARK, OFF_SWITCH)
+RULE_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", MARK, COUNT_MARK, OFF_SWITCH)
 
 
 def environment(rule: bool, environ=os.environ) -> dict[str, str]:
@@ -156,9 +157,18 @@ def environment(rule: bool, environ=os.environ) -> dict[str, str]:
     torch's defaults (``rule=False``: the rule switched off), as a foreign torch program runs.
     The benchmarks and tests that compare both ways start their processes with it."""
     env = {key: value for key, value in environ.items() if key not in RULE_VARIABLES}
+    if COUNT_MARK in environ:  # the thread count was the rule's (this process's load): not kept
+        env.pop("OMP_NUM_THREADS", None)
     if not rule:
         env[OFF_SWITCH] = "off"
     return env
+
+
+def thread_count(environ=os.environ) -> int:
+    """The CPU threads a run in this process may use: the user's or the rule's
+    ``OMP_NUM_THREADS`` where set, else the CPUs this process may use."""
+    chosen = environ.get("OMP_NUM_THREADS", "").split(",")[0]
+    return int(chosen) if chosen.isdigit() and int(chosen) > 0 else usable_cpus()
 
 
 def describe(environ=os.environ) -> str:

@@ -19,7 +19,6 @@ with the same values by the same command. Exit status: 0 once at least one trial
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -31,8 +30,7 @@ def cpus_for_the_workers() -> int:
     """The CPU threads this sweep may use in all, shared by its workers: the user's or the CPU
     thread rule's ``OMP_NUM_THREADS`` (project/core/threads.py) where set, else the CPUs this
     process may use (affinity, cgroup quota)."""
-    chosen = os.environ.get("OMP_NUM_THREADS", "").split(",")[0]
-    return int(chosen) if chosen.isdigit() and int(chosen) > 0 else cpu_threads.usable_cpus()
+    return cpu_threads.thread_count()
 
 
 def build_parser() -> argparse.ArgumentParser:
