@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 6: debugging a model
 #
-# Reflection phase. `python lessons/06_debugging.py` (5.3 s on the idle 2-core dev VM, 7.4 s beside
+# Reflection phase. `python lessons/06_debugging.py` (4.8 s on the idle 2-core dev VM, 6.9 s beside
 # one CPU hog: WORKSHOP.md's timing table), or open it as a notebook. Six tools for the questions
 # a broken run raises, each shown on a real bug and asserted: what shape is every layer's output
 # (forward hooks); can the model learn at all (overfit one batch); which operation made the NaN

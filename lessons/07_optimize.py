@@ -2,7 +2,7 @@
 # # Lesson 7: making a trained model faster and smaller
 #
 # Reflection phase, next steps. `python lessons/07_optimize.py` (6.6 s on the idle 2-core dev VM,
-# 10.1 s beside one CPU hog: WORKSHOP.md's timing table; `LESSON_COMPILE=1` adds `torch.compile`,
+# 9.4 s beside one CPU hog: WORKSHOP.md's timing table; `LESSON_COMPILE=1` adds `torch.compile`,
 # whose compile took 10.1 s in a participant's run beside a CPU hog), or open it as a notebook.
 # It trains lesson 4's `SmallCNN` on the digits for two epochs, then measures what each technique
 # does to its speed, size and accuracy: `torch.compile`, bf16 autocast, int8 quantization,
