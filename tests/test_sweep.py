@@ -168,7 +168,7 @@ def test_ctrl_c_sigterm_and_kill_9_then_the_same_command_end_as_one_uninterrupte
 ):
     folder = tmp_path / "sweep"
     sweep = sweep_file(tmp_path, FLOATS, sampler="random", pruner="none")
-    args = [*sweep_args(digits_root, folder, sweep, trials=4), "--trainer.max_epochs=4"]
+    args = [*sweep_args(digits_root, folder, sweep, trials=4), "--trainer.max_epochs=10"]
 
     status, err, _, first = stop_during_a_trial(args, folder, tmp_path / "a", signal.SIGINT)
     assert status == 130 and "stopped by SIGINT" in err, tail(err)
