@@ -239,12 +239,17 @@ def test_a_killed_worker_then_ctrl_c_on_two_workers_then_the_same_command_finish
     assert states[killed.number] == "fail" and killed.number in copies(study_trials(folder))
     assert (folder / "history.png").is_file() and (folder / "best.yaml").is_file()
 
-    # Ctrl-C: SIGINT to the sweep's process group, as a terminal sends it.
+    # Ctrl-C: SIGINT to the sweep's process group, as a terminal sends it. What the second run
+    # starts from is what the first left, read from the study: 2 trials finished, or 3 (seen
+    # under make test-under-load, where the fixed "2 of 4" failed).
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = len([t for t in study_trials(folder) if t.state in ended])
     status, err, out, _ = stop_during_a_trial(
         args, folder, tmp_path / "b", signal.SIGINT, group=True
     )
     assert status == 130 and "stopped by SIGINT" in err, tail(err)
-    assert "2 of 4 trials finished, running 2" in out
+    assert finished in (2, 3)
+    assert f"{finished} of 4 trials finished, running {min(2, 4 - finished)}" in out, out
 
     assert main(args + ["--heartbeat", "1"]) == 0  # the same command, to its end
     trials = study_trials(folder)
