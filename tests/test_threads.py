@@ -190,14 +190,13 @@ def test_a_child_environment_either_way():
 
 
 def test_a_sweeps_workers_share_the_users_or_the_rules_thread_count(monkeypatch):
-    """Before, a sweep gave each worker os.cpu_count() // workers threads whatever the user set."""
-    from project.sweep.cli import cpus_for_the_workers
-
+    """A sweep shares threads.thread_count() among its workers (project/sweep/cli.py); before, it
+    gave each os.cpu_count() // workers threads whatever the user set."""
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert cpus_for_the_workers() == 3
+    assert threads.thread_count() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(threads, "usable_cpus", lambda: 5)
-    assert cpus_for_the_workers() == 5
+    assert threads.thread_count() == 5
 
 
 def test_a_childs_environment_drops_the_rules_thread_count_not_the_users(idle, monkeypatch):

@@ -26,13 +26,6 @@ from project.core import threads as cpu_threads
 from project.core.errors import InputError, exit_on_error
 
 
-def cpus_for_the_workers() -> int:
-    """The CPU threads this sweep may use in all, shared by its workers: the user's or the CPU
-    thread rule's ``OMP_NUM_THREADS`` (project/core/threads.py) where set, else the CPUs this
-    process may use (affinity, cgroup quota)."""
-    return cpu_threads.thread_count()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m project sweep", description=__doc__.split("\n\n")[0], allow_abbrev=False
@@ -144,7 +137,7 @@ def main(args: list[str] | None = None) -> int:
             ended = []
             if count and not stop.signal:
                 plan = shares(count, options.workers)
-                threads = max(1, cpus_for_the_workers() // len(plan))
+                threads = max(1, cpu_threads.thread_count() // len(plan))  # user's or rule's
                 jobs = [
                     Job(options.sweep, url, name, n, tuple(config_args), str(folder),
                         options.seed + i, threads, options.heartbeat)
