@@ -19,7 +19,8 @@ mechanisms where it has one):
     ``RetryHeartbeatStaleTrialCallback``, which adds a WAITING copy that ``ask`` runs first);
   - a killed process (``kill -9``, the OOM killer, a lost machine): its trial stays RUNNING, but
     stops sending the heartbeat the storage asks for (``RDBStorage(heartbeat_interval=...)``);
-    ``fail_stale_trials`` marks it failed once ``grace_period`` has passed without one, and the
+    ``fail_stale_trials`` marks it failed once ``grace_period`` has passed without one (and
+    ``fail_dead_trials`` one that died before its first heartbeat, which Optuna skips), and the
     same callback queues it again (at most ``STALE_RETRIES`` times: a trial that kills its
     process every time stays failed);
   - the sampler: each seed's sampler is pickled into ``<folder>/samplers/`` once a trial's values
@@ -38,12 +39,14 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import text
 
 from project.core.errors import InputError, one_line
 from project.sweep.space import SweepSpec, load_sweep, make_pruner, make_sampler
@@ -232,7 +235,7 @@ def recover(study: optuna.Study, heartbeat: int, stop: Stop) -> None:
     each). RUNNING trials may belong to a live worker elsewhere or to a dead one: wait until
     Optuna's heartbeat check tells them apart (at most the grace period and one heartbeat)."""
     grace = GRACE_HEARTBEATS * heartbeat
-    optuna.storages.fail_stale_trials(study)  # a dead process's trials: RetryStale says so
+    fail_dead_trials(study, grace)  # a dead process's trials: RetryStale says so
     running = {t.number for t in progress(study).running}
     if running:
         print(
@@ -243,7 +246,7 @@ def recover(study: optuna.Study, heartbeat: int, stop: Stop) -> None:
         deadline = time.monotonic() + grace + heartbeat
         while running and time.monotonic() < deadline and not stop.signal:
             time.sleep(0.5)
-            optuna.storages.fail_stale_trials(study)
+            fail_dead_trials(study, grace)
             running &= {t.number for t in progress(study).running}
         if running and not stop.signal:
             print(f"trial(s) {numbers(running)} run elsewhere (heartbeat alive): left to it")
@@ -255,6 +258,38 @@ def recover(study: optuna.Study, heartbeat: int, stop: Stop) -> None:
             "again with its values",
             flush=True,
         )
+
+
+def fail_dead_trials(study: optuna.Study, grace: int) -> None:
+    """Optuna's check (RUNNING trials whose last heartbeat is older than ``grace`` seconds), and
+    the one case it skips: a RUNNING trial with no heartbeat at all, started over ``grace``
+    seconds ago. Its process died between Optuna's ``ask`` and the trial's first heartbeat
+    (project/sweep/trial.py ``first_heartbeat``, a few milliseconds; every process of this sweep
+    sends heartbeats), and Optuna would leave it RUNNING for ever."""
+    optuna.storages.fail_stale_trials(study)
+    storage = study._storage  # as optuna.storages.fail_stale_trials reaches it
+    database = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    now = datetime.now()  # Optuna stamps datetime_start with the local datetime.now() too
+    old = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace
+    ]
+    if not old or not isinstance(database, optuna.storages.RDBStorage):
+        return
+    with database.engine.connect() as connection:  # Optuna's own table of heartbeats
+        beating = set(connection.execute(text("SELECT trial_id FROM trial_heartbeats")).scalars())
+    for trial in old:
+        if trial._trial_id in beating:
+            continue  # Optuna's check above decides on it
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it ended meanwhile, or another process failed it first
+        callback = storage.get_heartbeat_stale_trial_callback()
+        if callback is not None:
+            callback(study, storage.get_trial(trial._trial_id))
 
 
 def numbers(values) -> str:

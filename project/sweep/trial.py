@@ -165,6 +165,7 @@ def run_trial(
     """Optuna's objective: the best value of ``spec.metric`` over the trial's validations.
     ``after_sampling()``: called once the trial's values are drawn (the sampler's state is
     saved there); ``stop``: the signal flag (project/sweep/study.py ``Stop``)."""
+    first_heartbeat(trial)
     values = spec.suggest(trial)
     if after_sampling is not None:
         after_sampling()
@@ -200,6 +201,16 @@ def run_trial(
         trial.set_user_attr("reason", reason)
         raise TrialFailed(reason)
     return reporter.best
+
+
+def first_heartbeat(trial: optuna.Trial) -> None:
+    """Record the trial's first heartbeat now, before anything else it writes. Optuna's heartbeat
+    thread starts with the trial but may write after it (seen under load: a trial killed in its
+    first second had attributes and no heartbeat row), and Optuna never calls a RUNNING trial
+    without any heartbeat stale: it would stay RUNNING after its process died."""
+    storage = trial.study._storage  # the storage Optuna's own heartbeat thread writes to
+    if getattr(storage, "get_heartbeat_interval", lambda: None)():
+        storage.record_heartbeat(trial._trial_id)
 
 
 def worker_name() -> str:
