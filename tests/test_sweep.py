@@ -33,8 +33,8 @@ from project.sweep.checks import probe_rounds
 from project.sweep.cli import main
 from project.sweep.report import history_figure, nested, write_plots
 from project.sweep.space import load_sweep, make_sampler
-from project.sweep.trial import first_heartbeat
 from project.sweep.study import Stop, fail_dead_trials, open_storage, shares
+from project.sweep.trial import first_heartbeat
 
 from .helpers import CNN_CONFIG, REPO, kill_group, only_line, tail, wait_for, wait_for_exit
 
