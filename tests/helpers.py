@@ -132,6 +132,30 @@ def assert_same_predictions(batched: Path, one_by_one: Path) -> None:
 # ---------------------------------------------------------------------------- processes and waits
 
 
+def sigterm_in_the_last_step_of_epoch(monkeypatch, epoch: int) -> None:
+    """The manual loop (in this process) gets SIGTERM during ``epoch``'s last training step: its
+    handler sets the stop flag, and the loop stops after that step, before the epoch's
+    validation (a real signal, sent at a moment a subprocess test cannot aim at). The steps of
+    an epoch are counted from epoch 0's end, so ``epoch`` must be 1 or later."""
+    from project.manual import run_log
+
+    step, epoch_end = run_log.RunLog.step, run_log.RunLog.epoch
+    per_epoch = []
+
+    def counted_epoch_end(self, ended: int, last_step: int, *rest) -> None:
+        if ended == 0:
+            per_epoch.append(last_step + 1)
+        epoch_end(self, ended, last_step, *rest)
+
+    def step_then_sigterm(self, global_step: int, *rest) -> None:
+        step(self, global_step, *rest)
+        if per_epoch and global_step == (epoch + 1) * per_epoch[0] - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(run_log.RunLog, "epoch", counted_epoch_end)
+    monkeypatch.setattr(run_log.RunLog, "step", step_then_sigterm)
+
+
 def tail(text: str, characters: int = 4000) -> str:
     return text[-characters:]
 

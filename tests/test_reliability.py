@@ -21,6 +21,7 @@ import torch
 from project.lit.cli import main as lightning_main
 from project.manual.cli import main as manual_main
 from project.manual.cli import run as manual_run
+from project.manual.signals import TrainingInterrupted
 from project.models.cnn import SmallCNN
 from project.models.resnet import ResNetTransfer, WeightsError
 from project.runs.checkpoints import (
@@ -35,6 +36,7 @@ from .helpers import (
     only_line,
     quick_args,
     run_command,
+    sigterm_in_the_last_step_of_epoch,
     tail,
     transfer_target_args,
     wait_for,
@@ -302,6 +304,27 @@ def test_manual_loop_stops_mid_epoch_on_sigterm_and_resumes_exactly(
     assert "stopped by SIGTERM at epoch" in log.read_text()
     stopped = load_checkpoint(next(tmp_path.rglob("last.ckpt")))
     assert stopped["mid_epoch"] is not None  # taken inside an epoch, not at its end
+    resumed = manual_run(["fit", *args, "--resume", "last"])
+    assert_same_tensors(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
+
+
+@pytest.mark.slow
+def test_manual_loop_stopped_in_an_epochs_last_step_resumes_exactly(
+    manual_straight, digits_root, tmp_path, monkeypatch
+):
+    """The stop lands after the epoch's last batch and before its validation: the resume
+    validates that epoch and ends with the same weights (the streamed version of this test, in
+    tests/test_streaming.py, also checks that no image is read again)."""
+    args = manual_args(digits_root, tmp_path)
+    sigterm_in_the_last_step_of_epoch(monkeypatch, 1)
+    with pytest.raises(TrainingInterrupted):
+        manual_run(["fit", *args])
+    monkeypatch.undo()
+    stopped = load_checkpoint(next(tmp_path.rglob("last.ckpt")))
+    assert (
+        stopped["epoch"] == 1
+        and stopped["mid_epoch"]["batches_done"] == stopped["global_step"] // 2
+    )
     resumed = manual_run(["fit", *args, "--resume", "last"])
     assert_same_tensors(manual_straight, load_checkpoint(resumed.last_checkpoint)["model"])
 
