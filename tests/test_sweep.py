@@ -33,7 +33,7 @@ from project.sweep.checks import probe_rounds
 from project.sweep.cli import main
 from project.sweep.report import history_figure, nested, write_plots
 from project.sweep.space import load_sweep, make_sampler
-from project.sweep.study import Stop, fail_dead_trials, open_storage, shares
+from project.sweep.study import Stop, fail_dead_trials, open_storage, quiet_optuna, shares
 from project.sweep.trial import first_heartbeat
 
 from .helpers import CNN_CONFIG, REPO, kill_group, only_line, tail, wait_for, wait_for_exit
@@ -303,6 +303,7 @@ def test_a_trial_whose_process_died_before_its_first_heartbeat_is_failed_and_que
     tmp_path, capsys
 ):
     """Optuna's stale check skips RUNNING trials with no heartbeat row; the sweep's does not."""
+    quiet_optuna()  # as the sweep's workers: no experimental-feature warnings
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1)  # grace: 3 s
     study = optuna.create_study(storage=storage, study_name="sweep")
     minute_ago = datetime.now() - timedelta(seconds=60)
@@ -329,9 +330,11 @@ def test_a_trial_whose_process_died_before_its_first_heartbeat_is_failed_and_que
 
 
 def test_first_heartbeat_writes_the_trials_heartbeat_row_without_optunas_thread(tmp_path):
+    quiet_optuna()  # as the sweep's workers: no experimental-feature warnings
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1)
     study = optuna.create_study(storage=storage, study_name="sweep")
-    trial = study.ask()  # RUNNING; Optuna's heartbeat thread is not started by ask
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna: ask starts no heartbeat
+        trial = study.ask()  # RUNNING, and no heartbeat row yet
     first_heartbeat(trial)
     with storage.engine.connect() as connection:
         beating = connection.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))
