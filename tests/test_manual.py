@@ -396,3 +396,27 @@ def test_compare_runs_both_loops_and_finds_identical_weights(digits_root, tmp_pa
         assert row in table
     assert result["summaries"]["manual"]["optimizer steps"] == 30
     assert (tmp_path / "compare" / "curves.png").stat().st_size > 10_000
+
+
+def test_batch_counts_stay_counts_whatever_unions_the_process_made_before():
+    """typing caches unions, and finds ``float | int | None`` equal to ``int | float | None``:
+    once Lightning's float-first hints were made, an option typed ``int | float | None`` with a
+    None default (which jsonargparse wraps in typing.Optional) read "5" as the share 5.0, and the
+    manual loop trained on every batch (seen after a Lightning fit in the same process)."""
+    import typing
+
+    from project.manual.settings import parse
+
+    for clear in typing._cleanups:  # typing's caches, emptied as a fresh process has them
+        clear()
+    try:
+        typing.Optional[float | int | None]  # noqa: UP045  the float-first union, made first
+        trainer = parse(["fit", "--config", CNN_CONFIG, "--trainer.limit_train_batches=5",
+                         "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=0.5",
+                         "--trainer.overfit_batches=2"]).trainer  # fmt: skip
+    finally:
+        for clear in typing._cleanups:  # no float-first union left for later tests
+            clear()
+    limits = (trainer.limit_train_batches, trainer.limit_val_batches, trainer.overfit_batches)
+    assert limits == (5, 1, 2) and all(type(limit) is int for limit in limits)
+    assert type(trainer.limit_test_batches) is float and trainer.limit_predict_batches == 1.0

@@ -30,10 +30,14 @@ def trainer_options(
     max_steps: int = -1,
     min_steps: int | None = None,
     max_time: Any = None,
-    limit_train_batches: int | float | None = None,
-    limit_val_batches: int | float | None = None,
-    limit_test_batches: int | float | None = None,
-    limit_predict_batches: int | float | None = None,
+    # A count (int) or a share (float); 1.0, not Lightning's None, means "all" here: with a None
+    # default jsonargparse wraps the type in typing.Optional, whose cache may hand back a
+    # float-first union made elsewhere in the process (Lightning's own Optional[Union[float, int]]
+    # hints), and "5" then parsed as the share 5.0 (tests/test_manual.py).
+    limit_train_batches: int | float | None = 1.0,
+    limit_val_batches: int | float | None = 1.0,
+    limit_test_batches: int | float | None = 1.0,
+    limit_predict_batches: int | float | None = 1.0,
     overfit_batches: int | float = 0.0,
     val_check_interval: Any = None,
     check_val_every_n_epoch: int | None = 1,
