@@ -314,6 +314,27 @@ def test_a_trainer_option_the_manual_loop_lacks_is_refused(digits_root, tmp_path
     assert "trainer.val_check_interval=0.5: not implemented" in error
 
 
+@pytest.mark.parametrize("option", ["limit_train_batches=1.5", "limit_val_batches=-2",
+                                    "overfit_batches=2.5"])  # fmt: skip
+def test_a_batch_limit_lightning_refuses_is_refused_naming_it(
+    option, digits_root, tmp_path, capsys
+):
+    with pytest.raises(SystemExit) as stopped:
+        manual_main(["fit", *quick_args(digits_root, tmp_path), f"--trainer.{option}"])
+    assert stopped.value.code == 2
+    error = only_line(capsys.readouterr().err)
+    assert f"trainer.{option}: give a share of the batches from 0.0 to 1.0" in error, error
+
+
+def test_a_whole_float_above_1_is_a_number_of_batches_as_in_lightning():
+    from project.manual.settings import batch_count_or_share
+
+    assert batch_count_or_share(5.0, "limit_train_batches") == 5
+    assert type(batch_count_or_share(5.0, "limit_train_batches")) is int
+    assert batch_count_or_share(1.0, "limit_train_batches") == 1.0  # all of them
+    assert batch_count_or_share(None, "limit_val_batches") == 1.0
+
+
 def test_another_logger_is_named_and_tensorboard_is_written(digits_root, tmp_path, capsys):
     csv_logger = tmp_path / "csv.yaml"  # docs/own-images.md section 7's config
     csv_logger.write_text(

@@ -207,6 +207,22 @@ def parse(args: list[str] | None = None) -> Namespace:
     return config
 
 
+def batch_count_or_share(value: int | float | None, name: str) -> int | float:
+    """A batch limit as Lightning reads it (trainer/setup.py ``_determine_batch_limits``): a
+    float from 0.0 to 1.0 is a share of the batches (None: all), an int or a whole float above
+    1 a number of them (5.0 is 5 batches); anything else is refused, naming the option."""
+    if value is None:
+        return 1.0
+    if 0 <= value <= 1:
+        return value
+    if value > 1 and value % 1.0 == 0:
+        return int(value)
+    raise ConfigError(
+        f"trainer.{name}={value}: give a share of the batches from 0.0 to 1.0, or a whole number "
+        "of batches"
+    )
+
+
 def seed_everything(seed: bool | int) -> int | None:
     """Seed every random generator a training run draws from (Lightning: seed_everything)."""
     if seed is False:
@@ -292,8 +308,9 @@ def loop_settings(config: Namespace) -> LoopSettings:
     log_root, run_folder = log_location(trainer)  # the same folders as the Lightning loop
     best, latest = _checkpoint_settings(trainer)
     stopping = _callbacks(trainer, "EarlyStopping")
-    overfit = trainer.overfit_batches or 0.0
-    limit_train, limit_val = trainer.limit_train_batches, trainer.limit_val_batches
+    overfit = batch_count_or_share(trainer.overfit_batches or 0.0, "overfit_batches")
+    limit_train = batch_count_or_share(trainer.limit_train_batches, "limit_train_batches")
+    limit_val = batch_count_or_share(trainer.limit_val_batches, "limit_val_batches")
     if overfit > 0:  # Lightning (trainer/setup.py): overfit_batches replaces both limits
         limit_train = limit_val = overfit
     return LoopSettings(
