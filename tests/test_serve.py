@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
 import io
 import json
+import os
 import signal
 import socket
 import struct
@@ -660,6 +662,28 @@ def test_a_second_signal_stops_at_once(fitted, tmp_path):
             log.read_text())  # fmt: skip
         assert_group_ends(process.pid)
         stalled.close()
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+
+
+@pytest.mark.slow
+def test_a_sigterm_the_kernel_hands_to_another_thread_still_stops_the_server(fitted, tmp_path):
+    """The kernel may deliver a process's signal to any of its threads, and Python runs the
+    handler in the main thread only, which LitServe keeps in a blocking read: the server waited
+    for ever (seen once in CI, after SIGTERM and SIGINT back to back). tgkill hands SIGTERM to
+    the server's newest thread (LitServe's worker monitor); project/serve/stopping.py's relay
+    wakes the main thread: exit 0, every process gone."""
+    log = tmp_path / "server.log"
+    process, _ = start_server(fitted["best"], log)
+    try:
+        threads = [int(t) for t in os.listdir(f"/proc/{process.pid}/task")]
+        newest = max(t for t in threads if t != process.pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.tgkill(process.pid, newest, signal.SIGTERM) == 0, ctypes.get_errno()
+        assert process.wait(timeout=BOUND_SECONDS) == 0, tail(log.read_text())
+        assert "Traceback" not in log.read_text(), tail(log.read_text())
+        assert_group_ends(process.pid)
     finally:
         if process.poll() is None:
             kill_group(process)

@@ -15,11 +15,8 @@ A bad checkpoint or option: one line on stderr, exit status 2, before any port o
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
-import signal
 import sys
-import threading
 
 from project.serve.limits import (
     DEFAULT_MAX_PIXELS,
@@ -28,6 +25,7 @@ from project.serve.limits import (
     MEGABYTE,
     Limits,
 )
+from project.serve.stopping import stop_now, stop_on_signals
 
 
 def parser() -> argparse.ArgumentParser:
@@ -190,37 +188,6 @@ def uvicorn_options(options) -> dict:
         "timeout_keep_alive": 5,  # idle kept-alive connections (uvicorn's default)
         "http": header_deadline_protocol(options.header_timeout),
     }
-
-
-def stop_now() -> None:
-    """End every process this server started, then this one: no waiting, nothing printed."""
-    for child in multiprocessing.active_children():
-        child.kill()
-    os._exit(0)
-
-
-def stop_on_signals(timeout: float) -> None:
-    """SIGTERM and SIGINT: the first starts LitServe's shutdown (it runs on KeyboardInterrupt)
-    with a deadline of ``timeout`` seconds; a second one, or the deadline, stops at once."""
-    server_pid = os.getpid()
-    stopping = threading.Event()
-
-    def interrupt(signum, frame):
-        if os.getpid() != server_pid:
-            # A forked API server, before uvicorn installs its own handlers: the default.
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        if stopping.is_set():
-            stop_now()
-        stopping.set()
-        deadline = threading.Timer(timeout, stop_now)
-        deadline.daemon = True
-        deadline.start()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
 
 
 def main(args: list[str] | None = None) -> int:
