@@ -105,7 +105,6 @@ trainer:
 """
 
 
-@pytest.mark.slow
 def test_the_table_keeps_its_columns_aligned_for_short_and_long_class_names():
     """The name column is at least 12 wide (the header's layout), wider for a longer name."""
     short = format_table([("a", 0.5, 0.25, 1.0, 3)]).splitlines()
