@@ -10,6 +10,7 @@ runs that finish a study run in this process (``main``), or spawn their workers.
 from __future__ import annotations
 
 import csv
+import ctypes
 import os
 import re
 import signal
@@ -339,6 +340,70 @@ def test_first_heartbeat_writes_the_trials_heartbeat_row_without_optunas_thread(
     with storage.engine.connect() as connection:
         beating = connection.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))
         assert list(beating.scalars()) == [trial._trial_id]
+
+
+@pytest.mark.slow
+def test_a_sigterm_the_kernel_hands_to_another_thread_of_the_sweep_stops_its_trials_at_once(
+    digits_root, tmp_path
+):
+    """The sweep's parent waits in Process.join(); a SIGTERM the kernel hands to one of its other
+    threads (torch's) ran the handler only once a worker ended, its trials done (seen: 18 s).
+    Both workers are frozen (no trial can end), SIGTERM goes to the parent's oldest other thread
+    with tgkill, and the parent must forward it to both workers while they are still frozen:
+    their trials end stopped by SIGTERM, and no trial completes after the signal."""
+    folder = tmp_path / "sweep"
+    sweep = sweep_file(tmp_path, FLOATS, sampler="random", pruner="none")
+    args = [*sweep_args(digits_root, folder, sweep, trials=4, workers=2), "--trainer.max_epochs=10"]
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    command = [sys.executable, "-u", "-m", "project", "sweep", *args]
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=stdout, stderr=stderr, start_new_session=True
+        )
+    try:
+        wait_for(lambda: "study 'sweep'" in out.read_text(), process, err)  # the study exists
+        workers, finished = frozen_with_two_trials_running(folder, process, err)
+        others = [int(t) for t in os.listdir(f"/proc/{process.pid}/task") if int(t) != process.pid]
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.tgkill(process.pid, min(others), signal.SIGTERM) == 0, ctypes.get_errno()
+        wait_for(lambda: all(sigterm_pending(pid) for pid in workers), process, err)
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        assert wait_for_exit(process, err) == 143, tail(err.read_text())
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+    trials = study_trials(folder)
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == finished
+    stopped = [t for t in trials if t.user_attrs.get("stopped_by") == "SIGTERM"]
+    assert len(stopped) == 2 and {pid_of(t) for t in stopped} == workers
+
+
+def frozen_with_two_trials_running(folder: Path, process, log: Path) -> tuple[set[int], int]:
+    """Wait until both workers run a trial, freeze both (SIGSTOP); their pids and how many
+    trials had completed. A worker frozen in the middle of a commit holds the study's lock: then
+    both go on for a moment and the test looks again (see still_running)."""
+    while True:
+        wait_for(lambda: len(running(folder, process.pid)) == 2, process, log)
+        workers = {pid_of(t) for t in running(folder, process.pid)}
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            trials = study_trials(folder, wait=2)
+            if len([t for t in trials if t.state == TrialState.RUNNING]) == 2:
+                return workers, len([t for t in trials if t.state == TrialState.COMPLETE])
+        except (InputError, sqlalchemy.exc.OperationalError):
+            pass
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+
+
+def sigterm_pending(pid: int) -> bool:
+    """Whether SIGTERM waits, undelivered, at the (frozen) process ``pid``."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [int(line.split()[1], 16) for line in status.splitlines()
+             if line.startswith(("SigPnd:", "ShdPnd:"))]  # fmt: skip
+    return any(mask & (1 << (signal.SIGTERM - 1)) for mask in masks)
 
 
 def test_a_signal_to_the_sweep_is_forwarded_to_its_workers_once_and_repeats_change_nothing():

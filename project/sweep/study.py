@@ -49,6 +49,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
 from project.core.errors import InputError, one_line
+from project.core.signal_relay import SignalRelay
 from project.sweep.space import SweepSpec, load_sweep, make_pruner, make_sampler
 
 GRACE_HEARTBEATS = 3  # a trial is stale after this many heartbeat intervals without one
@@ -74,18 +75,24 @@ class Stop:
         self.signal: str | None = None
         self.pids: list[int] = []
         self.previous: dict = {}
+        # The parent waits in Process.join(): a signal the kernel hands to another of its threads
+        # would wait for a worker to end (project/core/signal_relay.py).
+        self.relay = SignalRelay()
 
     def install(self) -> Stop:
         if threading.current_thread() is threading.main_thread():  # only there, says Python
             for number in (signal.SIGINT, signal.SIGTERM):
                 self.previous[number] = signal.signal(number, self.handle)
+            self.relay.start()
         return self
 
     def restore(self) -> None:
+        self.relay.stop()
         for number, handler in self.previous.items():
             signal.signal(number, handler)
 
     def handle(self, number, frame) -> None:
+        self.relay.handled()
         self.signal = self.signal or signal.Signals(number).name
         for pid in self.pids:
             try:
