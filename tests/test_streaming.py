@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,17 @@ def run_args(log_dir: Path, *more: str) -> list[str]:
         "--data.image_size=8", f"--data.batch_size={BATCH}", "--data.num_workers=0",
         "--data.mean=[0.5,0.5,0.5]", "--data.std=[0.25,0.25,0.25]", *more,
     ]  # fmt: skip
+
+
+@contextmanager
+def tracing_into(folder: Path) -> Iterator[None]:
+    """Inside the block, runs in this process write their trace (every training image they read,
+    project/data/streaming.py) into ``folder``."""
+    os.environ[streaming.TRACE_VARIABLE] = str(folder)
+    try:
+        yield
+    finally:
+        del os.environ[streaming.TRACE_VARIABLE]
 
 
 def traces(folder: Path) -> list[list[tuple[int, str]]]:
@@ -263,11 +276,8 @@ def test_lightning_killed_mid_epoch_resumes_with_the_same_images(shards, tmp_pat
     args = [*run_args(tmp_path / "logs", f"--data.shards={shards}", "--config", str(every)),
             "--trainer.max_epochs=3"]  # fmt: skip
     env = dict(os.environ)
-    os.environ[streaming.TRACE_VARIABLE] = str(tmp_path / "straight")
-    try:
+    with tracing_into(tmp_path / "straight"):
         straight = lightning_main(["fit", *args])
-    finally:
-        del os.environ[streaming.TRACE_VARIABLE]
     expected = load_checkpoint(Path(straight.trainer.log_dir) / "checkpoints" / "last.ckpt")
     log = tmp_path / "killed.log"
     killed_logs = tmp_path / "killed-logs"
@@ -281,11 +291,8 @@ def test_lightning_killed_mid_epoch_resumes_with_the_same_images(shards, tmp_pat
     finally:
         kill_group(process)
     step6 = next(killed_logs.rglob("step6.ckpt"))
-    os.environ[streaming.TRACE_VARIABLE] = str(tmp_path / "resumed")
-    try:
+    with tracing_into(tmp_path / "resumed"):
         resumed = lightning_main(["fit", *killed_args, f"--ckpt_path={step6}"])
-    finally:
-        del os.environ[streaming.TRACE_VARIABLE]
     (straight_lines,) = traces(tmp_path / "straight")
     (resumed_lines,) = traces(tmp_path / "resumed")
     assert resumed_lines == straight_lines[6 * BATCH :]
@@ -303,11 +310,8 @@ def test_manual_loop_stopped_mid_epoch_resumes_with_the_same_images(shards, tmp_
     from project.manual.cli import run as manual_run
 
     args = [*run_args(tmp_path / "logs", f"--data.shards={shards}"), "--trainer.max_epochs=3"]
-    os.environ[streaming.TRACE_VARIABLE] = str(tmp_path / "straight")
-    try:
+    with tracing_into(tmp_path / "straight"):
         straight = manual_run(["fit", *args])
-    finally:
-        del os.environ[streaming.TRACE_VARIABLE]
     expected = load_checkpoint(straight.last_checkpoint)["model"]
     killed_logs = tmp_path / "killed-logs"
     killed_args = [*args, f"--trainer.logger.init_args.save_dir={killed_logs}"]
@@ -323,11 +327,8 @@ def test_manual_loop_stopped_mid_epoch_resumes_with_the_same_images(shards, tmp_
     finally:
         kill_group(process)
     last = load_checkpoint(next(killed_logs.rglob("last.ckpt")))
-    os.environ[streaming.TRACE_VARIABLE] = str(tmp_path / "resumed")
-    try:
+    with tracing_into(tmp_path / "resumed"):
         resumed = manual_run(["fit", *killed_args, "--resume", "last"])
-    finally:
-        del os.environ[streaming.TRACE_VARIABLE]
     (straight_lines,) = traces(tmp_path / "straight")
     (resumed_lines,) = traces(tmp_path / "resumed")
     if stop == "SIGTERM":
@@ -353,29 +354,19 @@ def test_a_stop_after_an_epochs_last_batch_resumes_without_reading_an_image_agai
     from project.manual.signals import TrainingInterrupted
 
     args = [*run_args(tmp_path / "logs", f"--data.shards={shards}"), "--trainer.max_epochs=3"]
-    os.environ[streaming.TRACE_VARIABLE] = str(tmp_path / "straight")
-    try:
+    with tracing_into(tmp_path / "straight"):
         straight = manual_run(["fit", *args])
-    finally:
-        del os.environ[streaming.TRACE_VARIABLE]
 
     stopped_args = [*args, f"--trainer.logger.init_args.save_dir={tmp_path / 'stopped'}"]
     sigterm_in_the_last_step_of_epoch(monkeypatch, 1)  # 4 batches an epoch: after step 7
-    os.environ[streaming.TRACE_VARIABLE] = str(tmp_path / "stopped-trace")
-    try:
-        with pytest.raises(TrainingInterrupted):
-            manual_run(["fit", *stopped_args])
-    finally:
-        del os.environ[streaming.TRACE_VARIABLE]
+    with tracing_into(tmp_path / "stopped-trace"), pytest.raises(TrainingInterrupted):
+        manual_run(["fit", *stopped_args])
     monkeypatch.undo()
     last = load_checkpoint(next((tmp_path / "stopped").rglob("last.ckpt")))
     assert last["epoch"] == 1 and last["mid_epoch"]["batches_done"] == 4
 
-    os.environ[streaming.TRACE_VARIABLE] = str(tmp_path / "resumed")
-    try:
+    with tracing_into(tmp_path / "resumed"):
         resumed = manual_run(["fit", *stopped_args, "--resume", "last"])
-    finally:
-        del os.environ[streaming.TRACE_VARIABLE]
     (straight_lines,) = traces(tmp_path / "straight")
     (resumed_lines,) = traces(tmp_path / "resumed")
     assert resumed_lines == straight_lines[8 * BATCH :]  # epoch 2's images, once

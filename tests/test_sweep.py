@@ -28,7 +28,6 @@ from lightning.pytorch import Callback
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from project.core.errors import InputError
 from project.runs.tensorboard_extras import hyperparameters
 from project.sweep.checks import probe_rounds
 from project.sweep.cli import main
@@ -65,14 +64,22 @@ def sweep_args(digits_root, folder: Path, sweep: str, trials: int, workers: int 
 
 
 def study_trials(folder: Path, wait: float = 60) -> list[optuna.trial.FrozenTrial]:
-    # The sweep's own storage opening (project/sweep/study.py): SQLite waits up to 60 s for a
-    # worker's write lock instead of failing with "database is locked" after 5 s.
+    # SQLite waits up to ``wait`` seconds for a worker's write lock (60, as the sweep's own
+    # open_storage does) instead of failing with "database is locked" after 5 s.
     url = f"sqlite:///{folder / 'study.db'}"
-    if wait == 60:
-        storage = open_storage(url)
-    else:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": wait}})
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": wait}})
     return optuna.load_study(study_name="sweep", storage=storage).get_trials(deepcopy=False)
+
+
+def trials_while_frozen(folder: Path) -> list[optuna.trial.FrozenTrial] | None:
+    """The study's trials, read while a process of the sweep is frozen (SIGSTOP). A process
+    frozen in the middle of a commit holds the study's write lock (a read then waits for ever:
+    "database is locked" in CI), so the read waits 2 s at most; None: no answer, and the caller
+    lets the process go on and looks again."""
+    try:
+        return study_trials(folder, wait=2)
+    except sqlalchemy.exc.OperationalError:
+        return None
 
 
 def rows(folder: Path) -> list[dict]:
@@ -99,15 +106,17 @@ def final_copy(trials, number: int) -> optuna.trial.FrozenTrial:
     return trial
 
 
-def running(
-    folder: Path, group: int, worker: str = "", wait: float = 60
-) -> list[optuna.trial.FrozenTrial]:
+def running(folder: Path, group: int, worker: str = "") -> list[optuna.trial.FrozenTrial]:
+    return running_among(study_trials(folder), group, worker)
+
+
+def running_among(trials, group: int, worker: str = "") -> list[optuna.trial.FrozenTrial]:
     """RUNNING trials whose values are drawn and saved (the "worker" attribute comes after), by a
     live process of the sweep's process group ``group`` (a copy of a stopped trial carries the
     attributes of the process that ran it before, until it starts)."""
     return [
         t
-        for t in study_trials(folder, wait)
+        for t in trials
         if t.state == TrialState.RUNNING
         and worker in t.user_attrs.get("worker", "")
         and in_group(t.user_attrs.get("worker"), group)
@@ -158,14 +167,12 @@ def stop_during_a_trial(args, folder, logs: Path, signal_number, worker="", grou
 
 
 def still_running(folder: Path, group: int, worker: str, target) -> bool:
-    """Whether ``target`` is RUNNING, asked while its process is frozen. The frozen process may
-    hold the database's write lock (stopped in the middle of a commit: a read then waits for it
-    for ever, and failed this test with "database is locked" in CI), so the question waits 2 s
-    at most; no answer counts as no: the process is let go on, and the test looks again."""
-    try:
-        return any(t.number == target.number for t in running(folder, group, worker, wait=2))
-    except (InputError, sqlalchemy.exc.OperationalError):
-        return False
+    """Whether ``target`` is RUNNING, asked while its process is frozen; no answer counts as no
+    (trials_while_frozen)."""
+    trials = trials_while_frozen(folder)
+    return trials is not None and any(
+        t.number == target.number for t in running_among(trials, group, worker)
+    )
 
 
 def uninterrupted_draws(sweep: str, trials: int, seed: int = 0) -> list[dict]:
@@ -381,19 +388,16 @@ def test_a_sigterm_the_kernel_hands_to_another_thread_of_the_sweep_stops_its_tri
 
 def frozen_with_two_trials_running(folder: Path, process, log: Path) -> tuple[set[int], int]:
     """Wait until both workers run a trial, freeze both (SIGSTOP); their pids and how many
-    trials had completed. A worker frozen in the middle of a commit holds the study's lock: then
-    both go on for a moment and the test looks again (see still_running)."""
+    trials had completed. No answer from the study (trials_while_frozen), or a trial ended
+    meanwhile: both go on for a moment and the test looks again."""
     while True:
         wait_for(lambda: len(running(folder, process.pid)) == 2, process, log)
         workers = {pid_of(t) for t in running(folder, process.pid)}
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)
-        try:
-            trials = study_trials(folder, wait=2)
-            if len([t for t in trials if t.state == TrialState.RUNNING]) == 2:
-                return workers, len([t for t in trials if t.state == TrialState.COMPLETE])
-        except (InputError, sqlalchemy.exc.OperationalError):
-            pass
+        trials = trials_while_frozen(folder)
+        if trials is not None and len(running_among(trials, process.pid)) == 2:
+            return workers, len([t for t in trials if t.state == TrialState.COMPLETE])
         for pid in workers:
             os.kill(pid, signal.SIGCONT)
 

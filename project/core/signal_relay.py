@@ -1,8 +1,8 @@
 """Ctrl-C and SIGTERM handled at once, whichever thread the kernel hands them to.
 
-    relay = SignalRelay().start()   # after installing the handlers, in the main thread
-    ...                             # each handler calls relay.handled() when it runs
-    relay.stop()                    # before restoring the previous handlers
+    relay = SignalRelay(handler).start()   # handler on SIGTERM and SIGINT, in the main thread
+    ...
+    relay.stop()                           # the previous handlers back
 
 Python runs a signal's Python handler in the main thread only, and only when that thread next
 runs Python code. The kernel may deliver a signal sent to a process to any of its threads (the
@@ -11,7 +11,7 @@ blocked in a system call (LitServe's server waiting on its shutdown event; the s
 ``Process.join()``), nothing interrupts it, and the handler waits until that call returns, which
 may be never. Seen: a server that never stopped (CI), a sweep whose SIGTERM was handled 18 s
 later, when a worker ended (tests/test_serve.py and tests/test_sweep.py hand SIGTERM to another
-thread with tgkill).
+thread with tgkill; tests/test_signal_relay.py tests the relay in one process).
 
 The fix: the C half of every Python handler also writes the signal's number to a socket
 (``signal.set_wakeup_fd``); a relay thread reads it and, while fewer signals have been handled
@@ -37,27 +37,31 @@ _relaying = False  # a relay runs in this process (a forked child inherits the f
 
 
 class SignalRelay:
-    """The relay thread and what it changed (the wakeup fd, POKE's handler), to give back."""
+    """``handler`` on SIGTERM and SIGINT, the relay thread that makes sure it runs, and what both
+    changed (the handlers, the wakeup fd, POKE's handler), to give back."""
 
-    def __init__(self) -> None:
-        self.count = 0  # how many times a handler has run (``handled``)
+    def __init__(self, handler) -> None:
+        self.handler = handler
+        self.count = 0  # how many times the handler has run
         self.reader: socket.socket | None = None
         self.writer: socket.socket | None = None
+        self.previous: dict = {}  # signal number: the handler before ours
         self.previous_fd = -1
-        self.previous_poke = signal.SIG_DFL
 
-    def handled(self) -> None:
-        """Called by each stop signal's handler when it runs."""
-        self.count += 1
+    def _counted(self, signum, frame):
+        self.count += 1  # before the handler: it may raise (KeyboardInterrupt) or exit
+        return self.handler(signum, frame)
 
     def start(self) -> SignalRelay:
         """In the main thread (the only one that may set handlers); elsewhere, nothing."""
         global _relaying
         if threading.current_thread() is not threading.main_thread():
             return self
+        for number in STOP_SIGNALS:
+            self.previous[number] = signal.signal(number, self._counted)
         self.reader, self.writer = socket.socketpair()
         self.writer.setblocking(False)  # set_wakeup_fd needs it: the C handler must never block
-        self.previous_poke = signal.signal(POKE, lambda signum, frame: None)
+        self.previous[POKE] = signal.signal(POKE, lambda signum, frame: None)
         self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
         _relaying = True
         main_thread = threading.main_thread().ident
@@ -78,12 +82,13 @@ class SignalRelay:
         self.reader.close()
 
     def stop(self) -> None:
-        """Give back the wakeup fd and POKE's handler; the relay thread ends."""
+        """Give back the handlers and the wakeup fd; the relay thread ends."""
         global _relaying
         if self.writer is None:
             return
         signal.set_wakeup_fd(self.previous_fd)
-        signal.signal(POKE, self.previous_poke)
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
         _relaying = False
         self.writer.close()
         self.writer = None

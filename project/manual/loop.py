@@ -112,12 +112,9 @@ def train_one_epoch(
     batches = batch_limit(len(loader), settings.limit_train_batches)  # Lightning: limit_train_...
     every = settings.accumulate_grad_batches  # one optimizer step every `every` batches
 
-    if skip >= batches:  # stopped after the epoch's last batch: nothing of it is left to fetch
-        restore_rng_states(stop_rng)  # (a stream's loader, restored at its end, would give more)
-        pending = iter(())
-    else:
-        pending = replay.batches(loader, skip, stop_rng, loader_state)
-    for batch_index, (images, labels) in pending:
+    for batch_index, (images, labels) in replay.batches(
+        loader, skip, stop_rng, loader_state, limit=batches
+    ):
         if batch_index >= batches:
             break
         # One device for the model and the batch (Lightning: transfer_batch_to_device).

@@ -49,14 +49,24 @@ class MidEpoch:
 
 
 def batches(
-    loader: Iterable, skip: int = 0, stop_rng: dict | None = None, loader_state: dict | None = None
+    loader: Iterable,
+    skip: int = 0,
+    stop_rng: dict | None = None,
+    loader_state: dict | None = None,
+    limit: int | None = None,
 ) -> Iterator[tuple[int, object]]:
     """``enumerate(loader)`` without its first ``skip`` batches, which are still fetched.
 
     After the last skipped batch the random state ``stop_rng`` (saved at the stop) takes over.
     With ``loader_state`` (a stream's) the loader itself starts after them: nothing is fetched
-    twice, and the batches are numbered from ``skip``.
+    twice, and the batches are numbered from ``skip``. When the stop came after the epoch's last
+    batch (``skip`` reaches ``limit``, the batches the epoch trains) nothing is fetched at all: a
+    stream's loader, restored at its end, would give one more batch, read and thrown away.
     """
+    if limit is not None and skip >= limit:
+        if stop_rng is not None:
+            restore_rng_states(stop_rng)
+        return
     if loader_state is not None:
         loader.load_state_dict(loader_state)  # LitData: the epoch and position of the stop
         if stop_rng is not None:

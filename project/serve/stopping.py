@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 
-from project.core.signal_relay import STOP_SIGNALS, SignalRelay
+from project.core.signal_relay import SignalRelay
 
 
 def stop_now() -> None:
@@ -32,7 +32,6 @@ def stop_on_signals(timeout: float) -> None:
     with a deadline of ``timeout`` seconds; a second one, or the deadline, stops at once."""
     server_pid = os.getpid()
     stopping = threading.Event()
-    relay = SignalRelay()
 
     def interrupt(signum, frame):
         if os.getpid() != server_pid:
@@ -40,7 +39,6 @@ def stop_on_signals(timeout: float) -> None:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        relay.handled()
         if stopping.is_set():
             stop_now()
         stopping.set()
@@ -49,6 +47,6 @@ def stop_on_signals(timeout: float) -> None:
         deadline.start()
         raise KeyboardInterrupt
 
-    for number in STOP_SIGNALS:
-        signal.signal(number, interrupt)
-    relay.start()  # for the life of the process: it ends with os._exit or LitServe's return
+    # On SIGTERM and SIGINT, for the life of the process (it ends with os._exit or LitServe's
+    # return): the relay makes sure the handler runs, whichever thread the kernel picks.
+    SignalRelay(interrupt).start()

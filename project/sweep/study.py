@@ -34,7 +34,6 @@ import multiprocessing
 import os
 import pickle
 import signal
-import threading
 import time
 import warnings
 from collections import Counter
@@ -74,25 +73,19 @@ class Stop:
     def __init__(self):
         self.signal: str | None = None
         self.pids: list[int] = []
-        self.previous: dict = {}
-        # The parent waits in Process.join(): a signal the kernel hands to another of its threads
-        # would wait for a worker to end (project/core/signal_relay.py).
-        self.relay = SignalRelay()
+        # ``handle`` on SIGINT and SIGTERM (in the main thread only, says Python). The parent
+        # waits in Process.join(): without the relay, a signal the kernel hands to another of
+        # its threads would wait for a worker to end (project/core/signal_relay.py).
+        self.relay = SignalRelay(self.handle)
 
     def install(self) -> Stop:
-        if threading.current_thread() is threading.main_thread():  # only there, says Python
-            for number in (signal.SIGINT, signal.SIGTERM):
-                self.previous[number] = signal.signal(number, self.handle)
-            self.relay.start()
+        self.relay.start()
         return self
 
     def restore(self) -> None:
         self.relay.stop()
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
 
     def handle(self, number, frame) -> None:
-        self.relay.handled()
         self.signal = self.signal or signal.Signals(number).name
         for pid in self.pids:
             try:
